@@ -1,0 +1,48 @@
+"""Execute notebooks in a fresh kernel and clean them, the way the book commits them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+KERNEL = "python3"
+TIMEOUT_S = 600
+KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
+KEEP_CELL_METADATA = ("tags",)
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop execution timings and editor state; keep tags, kernelspec and language name."""
+    nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
+    if "language_info" in nb.metadata:
+        info = nb.metadata["language_info"]
+        nb.metadata["language_info"] = {"name": info.get("name", "python")}
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": KERNEL}
+    for cell in nb.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_METADATA}
+        cell.pop("id", None)
+    nb.nbformat, nb.nbformat_minor = 4, 4
+    return nb
+
+
+def execute(path: Path, write: bool = True) -> float:
+    """Run ``path`` top to bottom in a fresh kernel (cwd: its folder); return the seconds taken.
+
+    Raises the kernel's error, naming the cell, if a cell fails.
+    """
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=TIMEOUT_S,
+        kernel_name=KERNEL,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    if write:
+        nbformat.write(clean(nb), path)
+    return seconds

@@ -1,0 +1,64 @@
+"""Turn a percent-format script into an unexecuted notebook (an authoring aid).
+
+Cells start at lines beginning with ``# %%``; ``# %% [markdown]`` starts a markdown cell whose
+lines lose their leading ``# ``. Tags go on the marker line: ``# %% tags=["remove-cell"]``.
+
+Usage: python scripts/py2nb.py chapter.py notebooks/NN_name.ipynb
+Then execute it with: make notebook NB=notebooks/NN_name.ipynb
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
+
+
+def convert(text: str) -> nbformat.NotebookNode:
+    """Split ``text`` at ``# %%`` markers into notebook cells."""
+    nb = nbformat.v4.new_notebook()
+    cells: list[tuple[bool, list[str], list[str]]] = []
+    for line in text.splitlines():
+        match = MARKER.match(line)
+        if match:
+            tags = json.loads(match["tags"]) if match["tags"] else []
+            cells.append((bool(match["md"]), tags, []))
+        elif cells:
+            cells[-1][2].append(line)
+    for is_md, tags, lines in cells:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if is_md:
+            source = "\n".join(re.sub(r"^# ?", "", line) for line in lines)
+            cell = nbformat.v4.new_markdown_cell(source)
+        else:
+            cell = nbformat.v4.new_code_cell("\n".join(lines))
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    nb = convert(Path(argv[0]).read_text())
+    for cell in nb.cells:
+        cell.pop("id", None)
+    nb.nbformat_minor = 4
+    nbformat.write(nb, argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

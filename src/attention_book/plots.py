@@ -1,0 +1,91 @@
+"""Plotting helpers shared by every chapter, so that all attention maps look alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+
+#: The one colour map the book uses for attention weights.
+ATTENTION_CMAP = "Blues"
+
+#: Matrices with at most this many cells get their weights written in the cells by default.
+ANNOTATE_MAX_CELLS = 100
+
+
+def _as_numpy(weights: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(weights, torch.Tensor):
+        weights = weights.detach().cpu().float().numpy()
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 2:
+        raise ValueError(f"attention_heatmap needs a 2-d (T, S) matrix, got shape {weights.shape}")
+    return weights
+
+
+def attention_heatmap(
+    weights: torch.Tensor | np.ndarray,
+    query_tokens: Sequence[str],
+    key_tokens: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    annotate: bool | None = None,
+    vmax: float | None = 1.0,
+    colorbar: bool = True,
+) -> Axes:
+    """Draw a ``(T, S)`` attention matrix with query tokens down the rows and keys across.
+
+    Args:
+        weights: ``(T, S)`` attention weights (a tensor or an array).
+        query_tokens: T labels for the rows (the tokens that ask).
+        key_tokens: S labels for the columns (the tokens attended to); defaults to
+            ``query_tokens``, as in self-attention.
+        ax: axes to draw on; a new figure is made when None.
+        title: the plot's title.
+        annotate: write each weight in its cell; by default only when the matrix is small.
+        vmax: top of the colour scale. 1.0 makes maps comparable across the book; None
+            scales to the largest weight.
+        colorbar: add a colour bar.
+
+    Returns:
+        The axes drawn on.
+    """
+    w = _as_numpy(weights)
+    key_tokens = list(query_tokens) if key_tokens is None else list(key_tokens)
+    if len(query_tokens) != w.shape[0] or len(key_tokens) != w.shape[1]:
+        raise ValueError(
+            f"weights of shape {w.shape} need {w.shape[0]} query labels and {w.shape[1]} key "
+            f"labels, got {len(query_tokens)} and {len(key_tokens)}"
+        )
+    if ax is None:
+        size = (max(3.0, 0.55 * w.shape[1] + 1.5), max(2.5, 0.5 * w.shape[0] + 1.0))
+        _, ax = plt.subplots(figsize=size)
+    top = float(w.max()) if vmax is None else vmax
+    image = ax.imshow(w, cmap=ATTENTION_CMAP, vmin=0.0, vmax=top if top > 0 else 1.0)
+    ax.set_xticks(range(w.shape[1]), key_tokens, rotation=45, ha="right")
+    ax.set_yticks(range(w.shape[0]), list(query_tokens))
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    if title:
+        ax.set_title(title)
+    if annotate is None:
+        annotate = w.size <= ANNOTATE_MAX_CELLS
+    if annotate:
+        for i in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                dark = w[i, j] > 0.6 * (top if top > 0 else 1.0)
+                ax.text(
+                    j,
+                    i,
+                    f"{w[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="weight")
+    return ax

@@ -1,0 +1,38 @@
+"""Tests for attention_book.plots.attention_heatmap."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from attention_book import plots  # noqa: E402
+
+
+def test_heatmap_labels_and_annotations():
+    w = torch.tensor([[0.25, 0.25, 0.5], [1.0, 0.0, 0.0]])
+    ax = plots.attention_heatmap(w, ["it", "cat"], ["cat", "sat", "mat"], title="demo")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "sat", "mat"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["it", "cat"]
+    assert ax.get_title() == "demo"
+    assert sorted(t.get_text() for t in ax.texts) == sorted(
+        ["0.25", "0.25", "0.50", "1.00", "0.00", "0.00"]
+    )
+    assert ax.images[0].get_cmap().name == plots.ATTENTION_CMAP
+    plt.close(ax.figure)
+
+
+def test_heatmap_large_matrix_is_not_annotated():
+    w = torch.softmax(torch.randn(12, 12), dim=-1)
+    ax = plots.attention_heatmap(w, [f"t{i}" for i in range(12)])
+    assert len(ax.texts) == 0
+    plt.close(ax.figure)
+
+
+def test_heatmap_rejects_wrong_labels_and_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\) need 2 query labels and 3 key labels"):
+        plots.attention_heatmap(torch.zeros(2, 3), ["a", "b"], ["x", "y"])
+    with pytest.raises(ValueError, match="2-d"):
+        plots.attention_heatmap(torch.zeros(2, 3, 4), ["a", "b"])

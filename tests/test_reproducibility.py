@@ -1,0 +1,36 @@
+"""Tests for attention_book.reproducibility.set_seed."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from attention_book import reproducibility
+
+
+def test_set_seed_repeats_every_generator():
+    draws = []
+    for _ in range(2):
+        reproducibility.set_seed(123)
+        draws.append(
+            (
+                random.random(),
+                np.random.rand(),  # noqa: NPY002
+                torch.rand(1).item(),
+            )
+        )
+    assert draws[0] == draws[1]
+
+
+def test_set_seed_fixes_threads():
+    reproducibility.set_seed(0, threads=1)
+    assert torch.get_num_threads() == 1
+    reproducibility.set_seed(0)
+    assert torch.get_num_threads() == reproducibility.DEFAULT_THREADS
+
+
+@pytest.mark.parametrize("seed, threads", [(-1, 2), (1.5, 2), (0, 0), (0, "2")])
+def test_set_seed_rejects_bad_arguments(seed, threads):
+    with pytest.raises(ValueError):
+        reproducibility.set_seed(seed, threads)
