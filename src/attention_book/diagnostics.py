@@ -1,0 +1,84 @@
+"""Measures of an attention distribution: how spread out it is, and how well gradients pass it.
+
+A row of attention weights is a probability vector over the keys. Two numbers say how it
+behaves during training:
+
+* its **entropy**: ``log S`` when the weights are uniform over ``S`` keys, 0 when one key
+  takes all the weight (a saturated softmax);
+* the **Jacobian of softmax**, ``diag(s) - s sᵀ``, through which every gradient reaches the
+  scores; it vanishes as the weights become one-hot.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: How far a slice of weights may sum from 1 (or from 0, for a fully masked row).
+SUM_TOLERANCE = 1e-3
+
+
+def _check_weights(weights: object, dim: int) -> Tensor:
+    if not isinstance(weights, Tensor):
+        raise TypeError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be a floating-point tensor, got dtype {weights.dtype}")
+    if weights.dim() == 0:
+        raise ValueError("weights must have at least one dimension (the keys), got a scalar")
+    if not -weights.dim() <= dim < weights.dim():
+        raise ValueError(f"dim {dim} is out of range for weights of shape {tuple(weights.shape)}")
+    if torch.isnan(weights).any() or (weights < 0).any():
+        raise ValueError(
+            f"weights of shape {tuple(weights.shape)} must be non-negative and not NaN; "
+            "pass softmax outputs, not scores"
+        )
+    totals = weights.sum(dim=dim)
+    sums_to_one = (totals - 1).abs() <= SUM_TOLERANCE
+    sums_to_zero = totals.abs() <= SUM_TOLERANCE
+    if not (sums_to_one | sums_to_zero).all():
+        raise ValueError(
+            f"each slice of weights along dim {dim} must sum to 1 (or to 0 for a fully "
+            f"masked row); got sums from {totals.min().item():.4g} to {totals.max().item():.4g} "
+            f"for weights of shape {tuple(weights.shape)}"
+        )
+    return weights
+
+
+def attention_entropy(weights: Tensor, dim: int = -1) -> Tensor:
+    """Shannon entropy, in nats, of each attention distribution along ``dim``.
+
+    Uses the convention ``0 · log 0 = 0``, so keys with zero weight (masked keys) add nothing
+    and a fully masked row (all zeros) has entropy 0.
+
+    Args:
+        weights: attention weights of any shape, e.g. ``(..., T, S)``; every slice along
+            ``dim`` is non-negative and sums to 1 (or is all zero).
+        dim: the dimension that holds the keys.
+
+    Returns:
+        The entropies, shaped like ``weights`` without ``dim`` (``(..., T)`` for the default).
+        They lie between 0 (one-hot) and ``log S`` (uniform over ``S`` keys).
+    """
+    w = _check_weights(weights, dim)
+    # log(1) = 0 stands in for log(0) where w = 0: 0 * log 0 would be 0 * -inf = NaN.
+    log_w = torch.log(torch.where(w > 0, w, torch.ones_like(w)))
+    return -(w * log_w).sum(dim=dim)  # (..., T, S) -> (..., T)
+
+
+def softmax_jacobian(weights: Tensor) -> Tensor:
+    """Jacobian of softmax along the last dimension, computed from its output.
+
+    If ``s = softmax(x)`` then ``∂s_i/∂x_j = s_i (δ_ij - s_j)``, that is ``diag(s) - s sᵀ``.
+    It depends on ``x`` only through ``s``, which is why the weights are the argument.
+
+    Args:
+        weights: softmax outputs ``s`` of shape ``(..., n)``; each last-dimension slice is
+            non-negative and sums to 1 (or is all zero, which gives a zero Jacobian).
+
+    Returns:
+        ``(..., n, n)`` tensor ``J`` with ``J[..., i, j] = ∂s_i/∂x_j``. It is symmetric and its
+        rows and columns sum to 0.
+    """
+    s = _check_weights(weights, -1)
+    outer = s.unsqueeze(-1) * s.unsqueeze(-2)  # (..., n, 1) * (..., 1, n) -> (..., n, n)
+    return torch.diag_embed(s) - outer  # (..., n) -> (..., n, n)
