@@ -5,6 +5,33 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+#: The base of the wavelengths, 10000 in the paper.
+BASE = 10000.0
+
+
+def _check_positive_int(name: str, n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive int, got {n!r}")
+
+
+def angular_frequencies(d_model: int) -> Tensor:
+    """The D/2 angular frequencies omega_i = 1 / 10000^(2i/d_model), i = 0 .. D/2 - 1.
+
+    Pair i of the encoding is (sin(pos * omega_i), cos(pos * omega_i)); its wavelength is
+    2 pi / omega_i, from 2 pi (i = 0) up to almost 2 pi * 10000.
+
+    Args:
+        d_model: D, a positive even int.
+
+    Returns:
+        float64 tensor of shape ``(D/2,)``, decreasing from 1.
+    """
+    _check_positive_int("d_model", d_model)
+    if d_model % 2:
+        raise ValueError(f"d_model must be even to pair sines with cosines, got {d_model}")
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (D/2,)
+    return 1.0 / BASE ** (two_i / d_model)  # (D/2,)
+
 
 def sinusoidal_encoding(num_positions: int, d_model: int) -> Tensor:
     """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)).
@@ -16,15 +43,11 @@ def sinusoidal_encoding(num_positions: int, d_model: int) -> Tensor:
     Returns:
         float32 tensor of shape ``(num_positions, d_model)``, every value in [-1, 1].
     """
-    for name, n in (("num_positions", num_positions), ("d_model", d_model)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{name} must be a positive int, got {n!r}")
-    if d_model % 2:
-        raise ValueError(f"d_model must be even to pair sines with cosines, got {d_model}")
+    _check_positive_int("num_positions", num_positions)
+    omega = angular_frequencies(d_model)  # (D/2,)
     # Computed in float64: at positions in the thousands float32 angles lose digits.
     pos = torch.arange(num_positions, dtype=torch.float64)[:, None]  # (P, 1)
-    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (D/2,)
-    angle = pos / 10000.0 ** (two_i / d_model)  # (P, 1) / (D/2,) -> (P, D/2)
+    angle = pos * omega  # (P, 1) * (D/2,) -> (P, D/2)
     pe = torch.empty(num_positions, d_model, dtype=torch.float64)
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle)

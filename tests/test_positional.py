@@ -1,0 +1,98 @@
+"""Tests for attention_book.positional: sinusoidal_encoding and angular_frequencies."""
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from attention_book import positional
+
+
+def _reference(num_positions: int, d_model: int) -> torch.Tensor:
+    """The paper's formula, one entry at a time, in Python floats."""
+    pe = torch.zeros(num_positions, d_model, dtype=torch.float64)
+    for pos in range(num_positions):
+        for i in range(d_model // 2):
+            angle = pos / 10000 ** (2 * i / d_model)
+            pe[pos, 2 * i] = math.sin(angle)
+            pe[pos, 2 * i + 1] = math.cos(angle)
+    return pe
+
+
+@pytest.mark.parametrize(("num_positions", "d_model"), [(1, 2), (7, 4), (50, 16), (33, 10)])
+def test_matches_loop_reference(num_positions, d_model):
+    pe = positional.sinusoidal_encoding(num_positions, d_model)
+    assert pe.shape == (num_positions, d_model)
+    assert_close(pe, _reference(num_positions, d_model).float(), rtol=0, atol=1e-7)
+
+
+def test_far_positions_match_reference():
+    # float64 angles keep position 9999 accurate to float32 rounding
+    pe = positional.sinusoidal_encoding(10_000, 8)
+    row = torch.tensor(
+        [f(9999 / 10000 ** (2 * i / 8)) for i in range(4) for f in (math.sin, math.cos)],
+        dtype=torch.float64,
+    )
+    assert_close(pe[9999], row.float(), rtol=0, atol=1e-7)
+
+
+def test_dtype_and_bounds():
+    pe = positional.sinusoidal_encoding(2000, 64)
+    assert pe.dtype == torch.float32
+    assert pe.abs().max() <= 1.0
+    assert_close(pe[0, 0::2], torch.zeros(32))  # sin(0) = 0
+    assert_close(pe[0, 1::2], torch.ones(32))  # cos(0) = 1
+
+
+def test_each_pair_lies_on_the_unit_circle():
+    pe = positional.sinusoidal_encoding(500, 32).double()
+    radius2 = pe[:, 0::2] ** 2 + pe[:, 1::2] ** 2  # (P, D/2)
+    assert_close(radius2, torch.ones_like(radius2), rtol=0, atol=1e-6)
+
+
+def test_angular_frequencies():
+    omega = positional.angular_frequencies(8)
+    assert omega.dtype == torch.float64 and omega.shape == (4,)
+    expected = torch.tensor([1.0, 10000**-0.25, 10000**-0.5, 10000**-0.75], dtype=torch.float64)
+    assert_close(omega, expected)
+    assert (omega.diff() < 0).all()
+
+
+def test_shift_is_a_rotation_of_each_pair():
+    # PE(pos + k) = M_k PE(pos), with a 2x2 rotation per pair: the property section 3.5 cites
+    d, k = 16, 7
+    pe = positional.sinusoidal_encoding(200, d).double()
+    c, s = (
+        torch.cos(k * positional.angular_frequencies(d)),
+        torch.sin(k * positional.angular_frequencies(d)),
+    )
+    sin_next = pe[:-k, 0::2] * c + pe[:-k, 1::2] * s
+    cos_next = pe[:-k, 1::2] * c - pe[:-k, 0::2] * s
+    assert_close(sin_next, pe[k:, 0::2], rtol=0, atol=1e-6)
+    assert_close(cos_next, pe[k:, 1::2], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("num_positions", "d_model", "message"),
+    [
+        (0, 8, "num_positions must be a positive int"),
+        (-3, 8, "num_positions must be a positive int"),
+        (2.0, 8, "num_positions must be a positive int"),
+        (True, 8, "num_positions must be a positive int"),
+        (5, 0, "d_model must be a positive int"),
+        (5, "8", "d_model must be a positive int"),
+        (5, 7, "d_model must be even"),
+    ],
+)
+def test_rejects_bad_arguments(num_positions, d_model, message):
+    with pytest.raises(ValueError, match=message):
+        positional.sinusoidal_encoding(num_positions, d_model)
+
+
+@pytest.mark.parametrize(
+    ("d_model", "message"), [(0, "positive int"), (3, "even"), (4.0, "positive")]
+)
+def test_angular_frequencies_rejects_bad_width(d_model, message):
+    with pytest.raises(ValueError, match=message):
+        positional.angular_frequencies(d_model)
