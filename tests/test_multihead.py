@@ -1,0 +1,407 @@
+"""Tests for attention_book.multihead.MultiHeadAttention: torch equivalence, masks, errors."""
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from attention_book import attention, multihead
+
+B, T, S, D, H = 2, 5, 7, 16, 4
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _pair(bias=True, dropout=0.0, batch_first=True):
+    """A torch module and our copy of it, both in eval mode."""
+    ref = nn.MultiheadAttention(D, H, bias=bias, dropout=dropout, batch_first=batch_first)
+    ref.eval()
+    ours = multihead.MultiHeadAttention.from_torch(ref).eval()
+    return ref, ours
+
+
+def _torch(ref, q, k, v, attn_mask=None, key_padding_mask=None):
+    """torch's output and per-head weights; its boolean masks use True = blocked."""
+    return ref(
+        q,
+        k,
+        v,
+        attn_mask=attn_mask,
+        key_padding_mask=key_padding_mask,
+        need_weights=True,
+        average_attn_weights=False,
+    )
+
+
+def _both_paths(m, q, k, v, mask=None):
+    out, w = m(q, k, v, mask=mask)
+    fused, none = m(q, k, v, mask=mask, need_weights=False)
+    assert none is None
+    assert_close(fused, out)  # the fused kernel equals the explicit path
+    return out, w
+
+
+# --- shapes and the two paths ---------------------------------------------------------------
+
+
+def test_shapes_and_weights_sum_to_one():
+    m = multihead.MultiHeadAttention(D, H).eval()
+    q, kv = torch.randn(B, T, D), torch.randn(B, S, D)
+    out, w = m(q, kv, kv)
+    assert out.shape == (B, T, D) and w.shape == (B, H, T, S)
+    assert (m.d_model, m.num_heads, m.d_k, m.dropout) == (D, H, D // H, 0.0)
+    assert_close(w.sum(-1), torch.ones(B, H, T))
+
+
+def test_packed_self_attention_projection_equals_separate_projections():
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    packed, _ = m(x, x, x)  # query is key is value: one (3D, D) matrix product
+    separate, _ = m(x, x.clone(), x.clone())  # three products
+    assert_close(packed, separate)
+
+
+def test_parameter_count_does_not_depend_on_heads():
+    counts = {
+        h: sum(p.numel() for p in multihead.MultiHeadAttention(D, h).parameters())
+        for h in (1, 2, 4, 8, 16)
+    }
+    assert set(counts.values()) == {4 * (D * D + D)}
+    no_bias = multihead.MultiHeadAttention(D, H, bias=False)
+    assert sum(p.numel() for p in no_bias.parameters()) == 4 * D * D
+    assert all(lin.bias is None for lin in (no_bias.w_q, no_bias.w_k, no_bias.w_v, no_bias.w_o))
+
+
+def test_one_head_is_plain_attention_between_projections():
+    m = multihead.MultiHeadAttention(D, 1).eval()
+    q, kv = torch.randn(B, T, D), torch.randn(B, S, D)
+    out, w = m(q, kv, kv)
+    heads, w_ref = attention.scaled_dot_product_attention(m.w_q(q), m.w_k(kv), m.w_v(kv))
+    assert_close(w, w_ref[:, None])
+    assert_close(out, m.w_o(heads))
+
+
+def test_heads_are_independent_attentions_on_slices():
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    out, w = m(x, x, x)
+    d_k = D // H
+    q, k, v = m.w_q(x), m.w_k(x), m.w_v(x)  # (B, T, D)
+    heads = []
+    for h in range(H):
+        cols = slice(h * d_k, (h + 1) * d_k)
+        head, w_h = attention.scaled_dot_product_attention(q[..., cols], k[..., cols], v[..., cols])
+        assert_close(w[:, h], w_h)
+        heads.append(head)
+    assert_close(out, m.w_o(torch.cat(heads, dim=-1)))
+
+
+# --- equality with torch.nn.MultiheadAttention ---------------------------------------------
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_matches_torch_self_attention(bias):
+    ref, ours = _pair(bias=bias)
+    x = torch.randn(B, T, D)
+    out_ref, w_ref = _torch(ref, x, x, x)
+    out, w = _both_paths(ours, x, x, x)
+    assert_close(out, out_ref)
+    assert_close(w, w_ref)
+
+
+def test_matches_torch_cross_attention_with_s_not_t():
+    ref, ours = _pair()
+    q, k, v = torch.randn(B, T, D), torch.randn(B, S, D), torch.randn(B, S, D)
+    out_ref, w_ref = _torch(ref, q, k, v)
+    out, w = _both_paths(ours, q, k, v)
+    assert w.shape == (B, H, T, S)
+    assert_close(out, out_ref)
+    assert_close(w, w_ref)
+
+
+def test_matches_torch_with_attention_mask():
+    ref, ours = _pair()
+    q, kv = torch.randn(B, T, D), torch.randn(B, S, D)
+    mask = torch.rand(T, S) < 0.7
+    mask[:, 0] = True  # every query may attend to something (torch gives NaN otherwise)
+    out_ref, w_ref = _torch(ref, q, kv, kv, attn_mask=~mask)  # torch: True = blocked
+    out, w = _both_paths(ours, q, kv, kv, mask=mask)
+    assert_close(out, out_ref)
+    assert_close(w, w_ref)
+    assert (w.masked_select(~mask.expand(B, H, T, S)) == 0).all()
+
+
+def test_matches_torch_with_padding_mask():
+    ref, ours = _pair()
+    q, kv = torch.randn(B, T, D), torch.randn(B, S, D)
+    lengths = torch.tensor([S, 3])
+    keep = torch.arange(S) < lengths[:, None]  # (B, S), True = a real token
+    out_ref, w_ref = _torch(ref, q, kv, kv, key_padding_mask=~keep)  # torch: True = ignore
+    out, w = _both_paths(ours, q, kv, kv, mask=keep[:, None, None, :])  # (B, 1, 1, S)
+    assert_close(out, out_ref)
+    assert_close(w, w_ref)
+    assert (w[1, :, :, 3:] == 0).all()
+
+
+def test_padding_does_not_change_the_output():
+    m = multihead.MultiHeadAttention(D, H).eval()
+    q, kv = torch.randn(1, T, D), torch.randn(1, S, D)
+    keep = torch.arange(S) < 4
+    padded, _ = m(q, kv, kv, mask=keep[None, None, None, :])
+    short, _ = m(q, kv[:, :4], kv[:, :4])
+    assert_close(padded, short)
+
+
+def test_matches_torch_with_causal_mask():
+    ref, ours = _pair()
+    x = torch.randn(B, T, D)
+    causal = attention.causal_mask(T)
+    out_ref, w_ref = _torch(ref, x, x, x, attn_mask=~causal)
+    out, w = _both_paths(ours, x, x, x, mask=causal)
+    assert_close(out, out_ref)
+    assert_close(w, w_ref)
+    assert (w.triu(diagonal=1) == 0).all()
+
+
+def test_causal_output_ignores_the_future():
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x = torch.randn(1, T, D)
+    changed = x.clone()
+    changed[:, 3:] = torch.randn(1, T - 3, D)
+    causal = attention.causal_mask(T)
+    for need_weights in (True, False):
+        a, _ = m(x, x, x, mask=causal, need_weights=need_weights)
+        b, _ = m(changed, changed, changed, mask=causal, need_weights=need_weights)
+        assert_close(a[:, :3], b[:, :3])
+        assert not torch.allclose(a[:, 3:], b[:, 3:])
+
+
+def test_matches_torch_with_both_masks_together():
+    ref, ours = _pair()
+    x = torch.randn(B, T, D)
+    causal = attention.causal_mask(T)
+    keep = torch.tensor([[True] * T, [True] * 3 + [False] * (T - 3)])
+    out_ref, w_ref = _torch(ref, x, x, x, attn_mask=~causal, key_padding_mask=~keep)
+    mask = causal & keep[:, None, None, :]  # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
+    out, w = _both_paths(ours, x, x, x, mask=mask)
+    assert_close(out, out_ref)
+    assert_close(w, w_ref)
+
+
+def test_matches_torch_gradients():
+    ref, ours = _pair()
+    x_ref = torch.randn(B, T, D, requires_grad=True)
+    x = x_ref.detach().clone().requires_grad_()
+    causal = attention.causal_mask(T)
+    ref(x_ref, x_ref, x_ref, attn_mask=~causal, need_weights=False)[0].square().sum().backward()
+    ours(x, x, x, mask=causal, need_weights=False)[0].square().sum().backward()
+    assert_close(x.grad, x_ref.grad)
+    w_q, w_k, w_v = ref.in_proj_weight.grad.chunk(3)  # (3D, D) -> 3 x (D, D)
+    assert_close(ours.w_q.weight.grad, w_q)
+    assert_close(ours.w_k.weight.grad, w_k)
+    assert_close(ours.w_v.weight.grad, w_v)
+    assert_close(ours.w_o.weight.grad, ref.out_proj.weight.grad)
+    assert_close(ours.w_o.bias.grad, ref.out_proj.bias.grad)
+
+
+def test_from_torch_works_for_a_sequence_first_module_too():
+    ref, ours = _pair(batch_first=False)  # the weights do not depend on the layout
+    x = torch.randn(B, T, D)
+    out_ref, _ = ref(x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1))  # (T, B, D)
+    out, _ = ours(x, x, x)
+    assert_close(out, out_ref.transpose(0, 1))
+
+
+def test_from_torch_copies_dropout_dtype_and_bias():
+    ref = nn.MultiheadAttention(D, H, dropout=0.25, bias=False, batch_first=True).double()
+    ours = multihead.MultiHeadAttention.from_torch(ref)
+    assert ours.dropout == 0.25 and ours.w_q.bias is None
+    assert ours.w_q.weight.dtype == torch.float64
+    assert_close(ours.w_k.weight, ref.in_proj_weight[D : 2 * D])
+
+
+def test_dropout_in_eval_mode_matches_torch():
+    ref, ours = _pair(dropout=0.5)  # both in eval mode: dropout is off
+    x = torch.randn(B, T, D)
+    out_ref, w_ref = _torch(ref, x, x, x)
+    out, w = _both_paths(ours, x, x, x)
+    assert_close(out, out_ref)
+    assert_close(w, w_ref)
+
+
+def test_dropout_zero_in_training_mode_equals_eval_mode():
+    m = multihead.MultiHeadAttention(D, H, dropout=0.0)
+    x = torch.randn(B, T, D)
+    train_out, _ = m.train()(x, x, x)
+    eval_out, _ = m.eval()(x, x, x)
+    assert_close(train_out, eval_out)
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_dropout_in_training_mode_is_random_and_unbiased(need_weights):
+    m = multihead.MultiHeadAttention(D, H, dropout=0.5).train()
+    x = torch.randn(1, T, D)
+    a, _ = m(x, x, x, need_weights=need_weights)
+    b, _ = m(x, x, x, need_weights=need_weights)
+    assert not torch.allclose(a, b)
+    mean = torch.stack([m(x, x, x, need_weights=need_weights)[0] for _ in range(2000)]).mean(0)
+    assert_close(mean, m.eval()(x, x, x)[0], rtol=0, atol=0.05)  # dropout rescales by 1/(1-p)
+
+
+def test_dropped_weights_are_returned_in_training_mode():
+    m = multihead.MultiHeadAttention(D, H, dropout=0.5).train()
+    x = torch.randn(B, T, D)
+    _, w = m(x, x, x)
+    _, w_eval = m.eval()(x, x, x)
+    kept = w != 0
+    assert (~kept).any() and kept.any()
+    assert_close(w[kept], 2 * w_eval[kept])  # survivors are scaled by 1 / (1 - p)
+
+
+# --- fully masked rows and gradients -------------------------------------------------------
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_fully_masked_rows_give_zeros_and_finite_gradients(need_weights):
+    m = multihead.MultiHeadAttention(D, H)
+    q = torch.randn(B, T, D, requires_grad=True)
+    kv = torch.randn(B, S, D, requires_grad=True)
+    mask = torch.ones(B, 1, T, S, dtype=torch.bool)
+    mask[0, :, 2] = False  # query 2 of the first sequence may attend to nothing
+    mask[1] = False  # the second sequence may attend to nothing at all
+    out, w = m(q, kv, kv, mask=mask, need_weights=need_weights)
+    assert torch.isfinite(out).all()
+    # nothing is mixed in, so only the output projection's bias is left
+    assert_close(out[0, 2], m.w_o.bias)
+    assert_close(out[1], m.w_o.bias.expand(T, D))
+    if need_weights:
+        assert (w[0, :, 2] == 0).all() and (w[1] == 0).all()
+    out.square().sum().backward()
+    grads = [q.grad, kv.grad] + [p.grad for p in m.parameters()]
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert (kv.grad[1] == 0).all()  # keys no one may attend to get no gradient
+
+
+def test_fully_masked_rows_agree_between_paths():
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    mask = attention.causal_mask(T).clone()
+    mask[3] = False
+    _both_paths(m, x, x, x, mask=mask)
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_gradcheck_float64(need_weights):
+    m = multihead.MultiHeadAttention(4, 2).double()
+    q = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
+    kv = torch.randn(1, 2, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, False], [True, True], [False, True]])
+
+    def f(q, kv):
+        return m(q, kv, kv, mask=mask, need_weights=need_weights)[0]
+
+    assert torch.autograd.gradcheck(f, (q, kv))
+
+
+def test_gradcheck_float64_parameters():
+    m = multihead.MultiHeadAttention(4, 2).double()
+    x = torch.randn(1, 3, 4, dtype=torch.float64)
+    params = tuple(m.parameters())
+
+    def f(*weights):
+        named = dict(zip([n for n, _ in m.named_parameters()], weights, strict=True))
+        return torch.func.functional_call(m, named, (x, x, x))[0]
+
+    assert torch.autograd.gradcheck(f, params)
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("d_model", "num_heads"), [(10, 4), (16, 3), (7, 2)])
+def test_heads_must_divide_width(d_model, num_heads):
+    with pytest.raises(
+        ValueError, match=f"d_model={d_model} is not divisible by num_heads={num_heads}"
+    ):
+        multihead.MultiHeadAttention(d_model, num_heads)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [((0, 1), "positive"), ((8, 0), "positive"), ((8, 2, True, 1.0), "dropout")],
+)
+def test_rejects_bad_constructor_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        multihead.MultiHeadAttention(*args)
+
+
+def test_bad_shapes_raise_value_error_naming_them():
+    m = multihead.MultiHeadAttention(D, H)
+    x = torch.randn(B, T, D)
+    with pytest.raises(ValueError, match=r"query \(2, 5, 15\)"):
+        m(torch.randn(B, T, D - 1), x, x)
+    with pytest.raises(ValueError, match=r"key \(5, 16\)"):
+        m(x, torch.randn(T, D), x)
+    with pytest.raises(ValueError, match=r"key \(2, 7, 16\), value \(2, 6, 16\)"):
+        m(x, torch.randn(B, S, D), torch.randn(B, S - 1, D))
+    with pytest.raises(ValueError, match=r"query \(2, 5, 16\), key \(3, 7, 16\)"):
+        m(x, torch.randn(3, S, D), torch.randn(3, S, D))
+
+
+def test_bad_mask_raises():
+    m = multihead.MultiHeadAttention(D, H)
+    x = torch.randn(B, T, D)
+    with pytest.raises(ValueError, match=r"mask of shape \(5, 4\).*\(2, 4, 5, 5\)"):
+        m(x, x, x, mask=torch.ones(T, T - 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        m(
+            x, x, x, mask=torch.ones(B, T, dtype=torch.bool)
+        )  # a (B, S) padding mask needs (B, 1, 1, S)
+    with pytest.raises(TypeError, match="torch.bool"):
+        m(x, x, x, mask=torch.ones(T, T))
+
+
+def test_bad_types_raise_type_error():
+    m = multihead.MultiHeadAttention(D, H)
+    x = torch.randn(B, T, D)
+    with pytest.raises(TypeError, match="query must be a torch.Tensor, got list"):
+        m(x.tolist(), x, x)
+    with pytest.raises(TypeError, match="value must be a floating-point tensor"):
+        m(x, x, x.long())
+
+
+def test_from_torch_rejects_what_it_cannot_copy():
+    with pytest.raises(TypeError, match="torch.nn.MultiheadAttention"):
+        multihead.MultiHeadAttention.from_torch(nn.Linear(D, D))
+    with pytest.raises(ValueError, match="kdim == vdim == embed_dim"):
+        multihead.MultiHeadAttention.from_torch(nn.MultiheadAttention(D, H, kdim=8, vdim=8))
+    with pytest.raises(ValueError, match="add_bias_kv"):
+        multihead.MultiHeadAttention.from_torch(nn.MultiheadAttention(D, H, add_bias_kv=True))
+    with pytest.raises(ValueError, match="add_zero_attn"):
+        multihead.MultiHeadAttention.from_torch(nn.MultiheadAttention(D, H, add_zero_attn=True))
+
+
+# --- learning ------------------------------------------------------------------------------
+
+
+def test_a_tiny_model_overfits_a_copy_task():
+    # copy the token one to the left: attention has to find position t - 1
+    vocab, length = 6, 6
+    tokens = torch.randint(vocab, (8, length))
+    embed, pos = nn.Embedding(vocab, D), nn.Embedding(length, D)
+    mha, head = multihead.MultiHeadAttention(D, H), nn.Linear(D, vocab)
+    params = [*embed.parameters(), *pos.parameters(), *mha.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(300):
+        x = embed(tokens) + pos.weight  # (B, L, D)
+        logits = head(mha(x, x, x)[0])  # (B, L, V)
+        loss = nn.functional.cross_entropy(
+            logits[:, 1:].reshape(-1, vocab), tokens[:, :-1].reshape(-1)
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
