@@ -1,0 +1,390 @@
+"""A synthetic translation task: dates written in many ways, translated into ISO 8601.
+
+A source is a calendar date in one of :data:`FORMATS` ("22 November 2026", "Nov 22, 2026",
+"22/11/2026", "Sunday, 22 Nov. 2026", ...); the target is the same date as ``YYYY-MM-DD``
+("2026-11-22"). Weekday names are the true weekday of the date. Numeric formats that put the
+day and the month side by side use **day first** (DMY) only, so "05/11/2026" is always the 5th of
+November and no source is ambiguous; the one year-first format is year, month, day.
+
+The split is by calendar date: a hash of the ISO string puts about one date in ten in the
+``"test"`` split, so a test date never occurs in training, in any format. Everything is
+generated here; nothing is downloaded. Month and weekday names are spelt out in this module
+rather than taken from ``strftime``, so the data do not depend on the machine's locale.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+#: The calendar the task draws from (inclusive).
+FIRST_DATE = datetime.date(1950, 1, 1)
+LAST_DATE = datetime.date(2049, 12, 31)
+
+#: A date is held out for testing when its hash, modulo TEST_MODULUS, is 0: about 10% of dates.
+TEST_MODULUS = 10
+SPLITS = ("train", "test")
+
+PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
+SPECIALS = (PAD, BOS, EOS)
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+
+
+def ordinal(day: int) -> str:
+    """English ordinal of a day of the month: 1 -> "1st", 2 -> "2nd", 11 -> "11th", 22 -> "22nd"."""
+    if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
+        raise ValueError(f"day must be an int in 1..31, got {day!r}")
+    if 11 <= day <= 13:
+        return f"{day}th"
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def _month(d: datetime.date) -> str:
+    return MONTHS[d.month - 1]
+
+
+def _mon(d: datetime.date) -> str:
+    return MONTHS[d.month - 1][:3]
+
+
+def _weekday(d: datetime.date) -> str:
+    return WEEKDAYS[d.weekday()]
+
+
+@dataclass(frozen=True)
+class DateFormat:
+    """One way of writing a date.
+
+    Attributes:
+        name: a short identifier.
+        render: turns a ``datetime.date`` into the source string.
+        strptime: a :func:`datetime.datetime.strptime` pattern that reads the string back after
+            :func:`normalise_for_parsing` (used by the tests to prove the source means the date).
+        word_month: whether the month is written as a word (full or abbreviated).
+    """
+
+    name: str
+    render: Callable[[datetime.date], str]
+    strptime: str
+    word_month: bool
+
+
+FORMATS: tuple[DateFormat, ...] = (
+    DateFormat("d_month_yyyy", lambda d: f"{d.day} {_month(d)} {d.year}", "%d %B %Y", True),
+    DateFormat("d_mon_yyyy", lambda d: f"{d.day} {_mon(d)} {d.year}", "%d %b %Y", True),
+    DateFormat("month_d_yyyy", lambda d: f"{_month(d)} {d.day}, {d.year}", "%B %d, %Y", True),
+    DateFormat("mon_d_yyyy", lambda d: f"{_mon(d)} {d.day}, {d.year}", "%b %d, %Y", True),
+    DateFormat(
+        "month_dth_yyyy", lambda d: f"{_month(d)} {ordinal(d.day)}, {d.year}", "%B %d, %Y", True
+    ),
+    DateFormat(
+        "dth_of_month_yyyy", lambda d: f"{ordinal(d.day)} of {_month(d)} {d.year}", "%d %B %Y", True
+    ),
+    DateFormat(
+        "weekday_d_mon_yyyy",
+        lambda d: f"{_weekday(d)}, {d.day} {_mon(d)}. {d.year}",
+        "%A, %d %b %Y",
+        True,
+    ),
+    DateFormat(
+        "wkd_d_mon_yyyy",
+        lambda d: f"{_weekday(d)[:3]}, {d.day} {_mon(d)} {d.year}",
+        "%a, %d %b %Y",
+        True,
+    ),
+    DateFormat(
+        "weekday_month_d_yyyy",
+        lambda d: f"{_weekday(d)}, {_month(d)} {d.day}, {d.year}",
+        "%A, %B %d, %Y",
+        True,
+    ),
+    DateFormat(
+        "dd_MON_yyyy", lambda d: f"{d.day:02d}-{_mon(d).upper()}-{d.year}", "%d-%b-%Y", True
+    ),
+    DateFormat("dd/mm/yyyy", lambda d: f"{d.day:02d}/{d.month:02d}/{d.year}", "%d/%m/%Y", False),
+    DateFormat("dd.mm.yyyy", lambda d: f"{d.day:02d}.{d.month:02d}.{d.year}", "%d.%m.%Y", False),
+    DateFormat("yyyy/mm/dd", lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}", "%Y/%m/%d", False),
+    DateFormat("yyyymmdd", lambda d: f"{d.year}{d.month:02d}{d.day:02d}", "%Y%m%d", False),
+)
+FORMAT_NAMES = tuple(f.name for f in FORMATS)
+_FORMATS_BY_NAME = {f.name: f for f in FORMATS}
+
+
+def get_format(fmt: str | DateFormat) -> DateFormat:
+    """The :class:`DateFormat` named ``fmt`` (a DateFormat is returned as it is)."""
+    if isinstance(fmt, DateFormat):
+        return fmt
+    if fmt not in _FORMATS_BY_NAME:
+        raise ValueError(f"unknown date format {fmt!r}; choose one of {FORMAT_NAMES}")
+    return _FORMATS_BY_NAME[fmt]
+
+
+def _check_date(d: object) -> datetime.date:
+    if isinstance(d, datetime.datetime) or not isinstance(d, datetime.date):
+        raise TypeError(f"expected a datetime.date, got {type(d).__name__}")
+    if not FIRST_DATE <= d <= LAST_DATE:
+        raise ValueError(f"date {d} is outside the task's range {FIRST_DATE} .. {LAST_DATE}")
+    return d
+
+
+def render(d: datetime.date, fmt: str | DateFormat) -> str:
+    """Write the date ``d`` in the format ``fmt`` (a name from :data:`FORMAT_NAMES`)."""
+    return get_format(fmt).render(_check_date(d))
+
+
+def to_iso(d: datetime.date) -> str:
+    """The target: ``d`` as ``YYYY-MM-DD``."""
+    return _check_date(d).isoformat()
+
+
+def normalise_for_parsing(text: str) -> str:
+    """Undo what ``strptime`` cannot read: ordinal suffixes, "of", and the period after "Nov."."""
+    words = []
+    for word in text.split(" "):
+        core = word.rstrip(",")
+        if core[:-2].isdigit() and core[-2:] in ("st", "nd", "rd", "th"):
+            word = word.replace(core, core[:-2])
+        if word != "of":
+            words.append(word.replace(".", "") if word[:1].isalpha() else word)
+    return " ".join(words)
+
+
+def parse(text: str, fmt: str | DateFormat) -> datetime.date:
+    """Read a source string written in ``fmt`` back into a date with ``datetime.strptime``.
+
+    Weekday names are checked against the date (``strptime`` itself ignores them).
+    """
+    f = get_format(fmt)
+    d = datetime.datetime.strptime(normalise_for_parsing(text), f.strptime).date()
+    if "%A" in f.strptime or "%a" in f.strptime:
+        named = text.split(",")[0]
+        if named not in (_weekday(d), _weekday(d)[:3]):
+            raise ValueError(f"{text!r} names {named}, but {d} is a {_weekday(d)}")
+    return d
+
+
+def split_of(d: datetime.date) -> str:
+    """``"test"`` for about one date in ten, chosen by a hash of the date; else ``"train"``.
+
+    The hash (BLAKE2b of the ISO string) depends on nothing but the date, so the split is the
+    same on every machine and for every format.
+    """
+    digest = hashlib.blake2b(to_iso(d).encode(), digest_size=8).digest()
+    return "test" if int.from_bytes(digest, "big") % TEST_MODULUS == 0 else "train"
+
+
+def dates_in_split(split: str) -> list[datetime.date]:
+    """Every date of the calendar range that belongs to ``split`` ("train" or "test"), in order."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    n = (LAST_DATE - FIRST_DATE).days + 1
+    days = (FIRST_DATE + datetime.timedelta(days=i) for i in range(n))
+    return [d for d in days if split_of(d) == split]
+
+
+_SPLIT_CACHE: dict[str, tuple[datetime.date, ...]] = {}
+
+
+def _split_dates(split: str) -> tuple[datetime.date, ...]:
+    if split not in _SPLIT_CACHE:
+        _SPLIT_CACHE[split] = tuple(dates_in_split(split))
+    return _SPLIT_CACHE[split]
+
+
+@dataclass(frozen=True)
+class DateExample:
+    """One translation pair: the date, the format used, the source and the ISO target."""
+
+    date: datetime.date
+    format: str
+    source: str
+    target: str
+
+
+def sample(
+    n: int,
+    split: str = "train",
+    seed: int = 0,
+    formats: Sequence[str] | None = None,
+) -> list[DateExample]:
+    """Draw ``n`` examples: a uniformly random date of ``split`` and a uniformly random format.
+
+    Args:
+        n: how many examples, a positive int.
+        split: "train" or "test".
+        seed: the same seed always gives the same examples.
+        formats: restrict to these format names (default: all of :data:`FORMAT_NAMES`).
+
+    Returns:
+        A list of ``n`` :class:`DateExample`.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    names = FORMAT_NAMES if formats is None else tuple(formats)
+    if not names:
+        raise ValueError("formats must name at least one format")
+    chosen = [get_format(name) for name in names]
+    pool = _split_dates(split)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        d = pool[rng.randrange(len(pool))]
+        f = chosen[rng.randrange(len(chosen))]
+        out.append(DateExample(d, f.name, f.render(d), d.isoformat()))
+    return out
+
+
+class CharVocab:
+    """A character-level vocabulary: ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, then characters.
+
+    Args:
+        chars: the characters, each a single character, without repeats.
+    """
+
+    def __init__(self, chars: str | Sequence[str]):
+        chars = list(chars)
+        if not chars or any(not isinstance(c, str) or len(c) != 1 for c in chars):
+            raise ValueError(f"chars must be single characters, got {chars!r}")
+        if len(set(chars)) != len(chars):
+            raise ValueError("chars must not repeat")
+        self.tokens: tuple[str, ...] = (*SPECIALS, *chars)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.pad_id, self.bos_id, self.eos_id = PAD_ID, BOS_ID, EOS_ID
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __repr__(self) -> str:
+        return f"CharVocab({''.join(self.tokens[len(SPECIALS) :])!r})"
+
+    def encode(self, text: str, bos: bool = False, eos: bool = True) -> list[int]:
+        """Ids of the characters of ``text``, with ``<bos>`` first and ``<eos>`` last if asked."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        try:
+            ids = [self.index[c] for c in text]  # specials are never a single character
+        except KeyError:
+            unknown = sorted({c for c in text if c not in self.index})
+            raise ValueError(
+                f"characters {unknown} of {text!r} are not in the vocabulary"
+            ) from None
+        return [self.bos_id] * bos + ids + [self.eos_id] * eos
+
+    def encode_batch(
+        self, texts: Sequence[str], bos: bool = False, eos: bool = True, length: int | None = None
+    ) -> Tensor:
+        """Encode ``texts`` and pad them with ``<pad>`` into one LongTensor.
+
+        Args:
+            texts: B strings.
+            bos, eos: add ``<bos>`` / ``<eos>``, as in :meth:`encode`.
+            length: pad to this length L (default: the longest encoding); shorter raises.
+
+        Returns:
+            ``(B, L)`` int64 tensor.
+        """
+        if isinstance(texts, str) or len(texts) == 0:
+            raise ValueError("texts must be a non-empty sequence of strings")
+        encoded = [self.encode(t, bos, eos) for t in texts]
+        longest = max(len(e) for e in encoded)
+        L = longest if length is None else length
+        if L < longest:
+            raise ValueError(f"length={length} is shorter than the longest encoding ({longest})")
+        padded = [e + [self.pad_id] * (L - len(e)) for e in encoded]
+        return torch.tensor(padded, dtype=torch.long)  # (B, L)
+
+    def decode(self, ids: Sequence[int] | Tensor) -> str:
+        """Characters of ``ids`` up to the first ``<eos>``; ``<pad>`` and ``<bos>`` are skipped."""
+        if isinstance(ids, Tensor):
+            if ids.dim() != 1:
+                raise ValueError(
+                    f"decode needs a 1-d sequence of ids, got shape {tuple(ids.shape)}"
+                )
+            ids = ids.tolist()
+        chars = []
+        for i in ids:
+            if not 0 <= i < len(self.tokens):
+                raise ValueError(f"id {i} is outside the vocabulary of size {len(self.tokens)}")
+            if i == self.eos_id:
+                break
+            if i not in (self.pad_id, self.bos_id):
+                chars.append(self.tokens[i])
+        return "".join(chars)
+
+    def decode_batch(self, ids: Tensor) -> list[str]:
+        """Decode each row of a ``(B, L)`` tensor of ids."""
+        if not isinstance(ids, Tensor) or ids.dim() != 2:
+            raise ValueError("decode_batch needs a (B, L) tensor of ids")
+        return [self.decode(row) for row in ids]
+
+
+def _source_alphabet() -> str:
+    names = "".join(MONTHS) + "".join(WEEKDAYS) + "".join(m[:3].upper() for m in MONTHS)
+    return "".join(sorted(set(names + "stndrdhof" + "0123456789" + " ,./-")))
+
+
+#: Every character any format can produce, and the ISO alphabet.
+SOURCE_VOCAB = CharVocab(_source_alphabet())
+TARGET_VOCAB = CharVocab("0123456789-")
+
+#: Source and target lengths in tokens, <eos> (and the target's <bos>) included.
+#: A single year holds every (weekday, month, two-digit day) combination that makes a long source.
+MAX_SOURCE_LEN = 1 + max(
+    len(f.render(datetime.date(2049, 1, 1) + datetime.timedelta(days=i)))
+    for f in FORMATS
+    for i in range(365)
+)
+TARGET_LEN = len("YYYY-MM-DD") + 2
+
+
+def encode_examples(examples: Sequence[DateExample]) -> tuple[Tensor, Tensor]:
+    """Tensors for a list of examples.
+
+    Returns:
+        ``(src, tgt)``: src ``(B, S)`` source ids ending in ``<eos>`` and padded with ``<pad>``;
+        tgt ``(B, TARGET_LEN)`` target ids ``<bos> Y Y Y Y - M M - D D <eos>``.
+    """
+    if len(examples) == 0:
+        raise ValueError("examples must not be empty")
+    src = SOURCE_VOCAB.encode_batch([e.source for e in examples])  # (B, S)
+    tgt = TARGET_VOCAB.encode_batch([e.target for e in examples], bos=True)  # (B, 12)
+    return src, tgt
+
+
+def month_word_span(example: DateExample) -> tuple[int, int]:
+    """Source positions ``[start, end)`` of the month word of ``example`` (for formats with one).
+
+    Used to measure how much cross-attention the month digits of the target put on the word.
+    """
+    f = get_format(example.format)
+    if not f.word_month:
+        raise ValueError(f"format {f.name!r} writes the month as digits, not as a word")
+    full = _month(example.date)
+    for word in (full, full[:3], full[:3].upper()):
+        start = example.source.find(word)
+        if start >= 0:
+            return start, start + len(word)
+    raise ValueError(f"no month word for {example.date} in {example.source!r}")

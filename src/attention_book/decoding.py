@@ -1,0 +1,439 @@
+"""Training and generation for encoder-decoder models: teacher forcing, the loss, decoding.
+
+Every function here works with any model that has the two methods of
+:class:`attention_book.transformer.Transformer`:
+
+* ``encode(src)`` with src ``(B, S)`` returns ``(memory (B, S, D), src_mask (B, 1, 1, S))``;
+* ``decode(tgt, memory, src_mask)`` with tgt ``(B, T)`` returns logits ``(B, T, V)``, where
+  position t depends only on ``tgt[:, : t + 1]``.
+
+Token conventions: ``pad_id`` fills unused positions, a target starts with ``bos_id`` and ends
+with ``eos_id``. Generated sequences are returned without the ``bos_id`` and hold ``pad_id``
+after their ``eos_id``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _check_ids(name: str, ids: object, dims: int = 2) -> Tensor:
+    if not isinstance(ids, Tensor) or ids.dtype != torch.long:
+        got = ids.dtype if isinstance(ids, Tensor) else type(ids).__name__
+        raise TypeError(f"{name} must be a LongTensor of token ids, got {got}")
+    if ids.dim() != dims or ids.shape[-1] == 0:
+        raise ValueError(f"{name} must have {dims} dimensions (B, length), got {tuple(ids.shape)}")
+    return ids
+
+
+def _check_positive_int(name: str, n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive int, got {n!r}")
+
+
+def _check_smoothing(smoothing: object) -> None:
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)):
+        raise TypeError(f"label_smoothing must be a float, got {type(smoothing).__name__}")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
+    """Split a target into the decoder's input and the labels it must predict.
+
+    The decoder sees the target shifted right by one (it starts with ``<bos>``) and must
+    predict the target shifted left (it ends with ``<eos>``): at position t it reads tokens
+    0..t and predicts token t + 1.
+
+    Args:
+        tgt: ``(B, T + 1)`` ids ``<bos> y_1 ... y_n <eos> <pad> ...``.
+
+    Returns:
+        ``(decoder_input, labels)``, both ``(B, T)``: ``tgt[:, :-1]`` and ``tgt[:, 1:]``.
+    """
+    _check_ids("tgt", tgt)
+    if tgt.shape[1] < 2:
+        raise ValueError(f"tgt needs at least <bos> and one token, got shape {tuple(tgt.shape)}")
+    return tgt[:, :-1], tgt[:, 1:]  # (B, T + 1) -> (B, T), (B, T)
+
+
+def smoothed_targets(labels: Tensor, num_classes: int, smoothing: float = 0.0) -> Tensor:
+    """The target distribution of label smoothing (Szegedy et al., 2016, section 7).
+
+    Each one-hot target is mixed with the uniform distribution over all ``num_classes``:
+    ``q = (1 - smoothing) * onehot(label) + smoothing / num_classes``. This is the convention of
+    ``torch.nn.functional.cross_entropy(..., label_smoothing=smoothing)``.
+
+    Args:
+        labels: ``(...)`` class ids in ``[0, num_classes)``.
+        num_classes: V.
+        smoothing: the mass moved to the uniform distribution, in [0, 1).
+
+    Returns:
+        float ``(..., V)``; every row sums to 1.
+    """
+    _check_positive_int("num_classes", num_classes)
+    _check_smoothing(smoothing)
+    if not isinstance(labels, Tensor) or labels.dtype != torch.long:
+        raise TypeError("labels must be a LongTensor of class ids")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), got {int(labels.min())}..{int(labels.max())}"
+        )
+    onehot = F.one_hot(labels, num_classes).float()  # (...) -> (..., V)
+    return (1.0 - smoothing) * onehot + smoothing / num_classes  # (..., V)
+
+
+def sequence_loss(
+    logits: Tensor, labels: Tensor, pad_id: int = 0, label_smoothing: float = 0.0
+) -> Tensor:
+    """Mean cross-entropy per target token, padding excluded, optionally label-smoothed.
+
+    Args:
+        logits: ``(B, T, V)`` unnormalised scores.
+        labels: ``(B, T)`` the ids to predict; positions equal to ``pad_id`` are ignored.
+        pad_id: the padding id.
+        label_smoothing: see :func:`smoothed_targets`; 0 is the plain cross-entropy.
+
+    Returns:
+        A scalar: ``-sum_v q_v log p_v`` averaged over the non-padding positions.
+    """
+    _check_smoothing(label_smoothing)
+    if not isinstance(logits, Tensor) or logits.dim() != 3:
+        raise ValueError(f"logits must be (B, T, V), got {getattr(logits, 'shape', logits)}")
+    _check_ids("labels", labels)
+    if logits.shape[:2] != labels.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} need the same (B, T)"
+        )
+    V = logits.shape[-1]
+    return F.cross_entropy(
+        logits.reshape(-1, V),  # (B, T, V) -> (B * T, V)
+        labels.reshape(-1),  # (B, T) -> (B * T,)
+        ignore_index=pad_id,
+        label_smoothing=float(label_smoothing),
+    )
+
+
+def seq2seq_loss(
+    model: nn.Module, src: Tensor, tgt: Tensor, pad_id: int = 0, label_smoothing: float = 0.0
+) -> Tensor:
+    """The teacher-forced training loss of an encoder-decoder ``model`` on one batch.
+
+    Args:
+        model: called as ``model(src, decoder_input)`` and returning ``(B, T, V)`` logits.
+        src: ``(B, S)`` source ids.
+        tgt: ``(B, T + 1)`` target ids starting with ``<bos>``.
+        pad_id, label_smoothing: as in :func:`sequence_loss`.
+
+    Returns:
+        A scalar loss.
+    """
+    decoder_input, labels = teacher_forcing(tgt)  # (B, T), (B, T)
+    logits = model(src, decoder_input)  # (B, T, V)
+    return sequence_loss(logits, labels, pad_id, label_smoothing)
+
+
+def batch_loss_fn(
+    src: Tensor,
+    tgt: Tensor,
+    batch_size: int,
+    *,
+    pad_id: int = 0,
+    label_smoothing: float = 0.0,
+    seed: int = 0,
+) -> Callable[[nn.Module, int], Tensor]:
+    """A ``loss_fn(model, step)`` for :func:`attention_book.train.fit` that samples batches.
+
+    Each call draws ``batch_size`` random rows (without replacement) of the training tensors
+    from its own seeded generator, so a run is reproducible, and returns :func:`seq2seq_loss`.
+
+    Args:
+        src: ``(N, S)`` all training sources.
+        tgt: ``(N, T + 1)`` all training targets.
+        batch_size: rows per step, at most N.
+        pad_id, label_smoothing: as in :func:`sequence_loss`.
+        seed: seeds the batch sampler.
+
+    Returns:
+        The function ``loss_fn(model, step) -> scalar``.
+    """
+    _check_ids("src", src)
+    _check_ids("tgt", tgt)
+    _check_positive_int("batch_size", batch_size)
+    if src.shape[0] != tgt.shape[0]:
+        raise ValueError(
+            f"src {tuple(src.shape)} and tgt {tuple(tgt.shape)} need the same number of rows"
+        )
+    if batch_size > src.shape[0]:
+        raise ValueError(f"batch_size={batch_size} exceeds the {src.shape[0]} training examples")
+    generator = torch.Generator().manual_seed(seed)
+
+    def loss_fn(model: nn.Module, step: int) -> Tensor:
+        rows = torch.randperm(src.shape[0], generator=generator)[:batch_size]  # (batch_size,)
+        batch_src = src[rows]  # (N, S) -> (batch_size, S)
+        batch_src = batch_src[:, : max(1, int((batch_src != pad_id).sum(1).max()))]  # trim pads
+        return seq2seq_loss(model, batch_src, tgt[rows], pad_id, label_smoothing)
+
+    return loss_fn
+
+
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the optimiser's learning rate, then cosine decay.
+
+    The paper warms up linearly and then decays as 1/sqrt(step) (Vaswani et al., 2017, section
+    5.3); a cosine that reaches ``final_ratio`` times the peak at ``total_steps`` is the common
+    modern choice and suits a run whose length is fixed in advance.
+
+    Args:
+        optimizer: its learning rate is the peak.
+        warmup_steps: steps of linear warm-up (0 for none).
+        total_steps: the run's length, greater than ``warmup_steps``.
+        final_ratio: the learning rate at the end, as a fraction of the peak.
+
+    Returns:
+        A scheduler to step once per optimiser step.
+    """
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
+    _check_positive_int("total_steps", total_steps)
+    if total_steps <= warmup_steps:
+        raise ValueError(f"total_steps={total_steps} must exceed warmup_steps={warmup_steps}")
+    if not 0.0 <= final_ratio <= 1.0:
+        raise ValueError(f"final_ratio must be in [0, 1], got {final_ratio}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+class _EvalMode:
+    """Put a module in eval mode for the duration of a ``with`` block, then restore it."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+def _check_decoding_args(src: Tensor, max_len: int, ids: dict[str, int]) -> None:
+    _check_ids("src", src)
+    _check_positive_int("max_len", max_len)
+    for name, value in ids.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: nn.Module,
+    src: Tensor,
+    max_len: int,
+    bos_id: int = 1,
+    eos_id: int = 2,
+    pad_id: int = 0,
+) -> Tensor:
+    """Generate by always taking the most probable next token.
+
+    The source is encoded once; then the decoder is run on the growing prefix of the whole
+    batch (at these lengths re-running it is cheaper to read than a key-value cache, and its
+    causal mask makes the result identical). Stops when every sequence has produced ``eos_id``
+    or after ``max_len`` tokens.
+
+    Args:
+        model: with ``encode`` and ``decode`` (see the module docstring); run in eval mode.
+        src: ``(B, S)`` source ids.
+        max_len: the most tokens to generate per sequence, ``<eos>`` included.
+        bos_id, eos_id, pad_id: the special ids of the target vocabulary.
+
+    Returns:
+        ``(B, L)`` generated ids, ``L <= max_len``, without ``<bos>``; ``pad_id`` after ``<eos>``.
+    """
+    _check_decoding_args(src, max_len, {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id})
+    with _EvalMode(model):
+        memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
+        B = src.shape[0]
+        seqs = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
+        finished = torch.zeros(B, dtype=torch.bool, device=src.device)  # (B,)
+        for _ in range(max_len):
+            logits = model.decode(seqs, memory, src_mask)[:, -1]  # (B, t, V) -> (B, V)
+            next_ids = logits.argmax(dim=-1)  # (B,)
+            next_ids = next_ids.masked_fill(finished, pad_id)
+            seqs = torch.cat([seqs, next_ids[:, None]], dim=1)  # (B, t) -> (B, t + 1)
+            finished |= next_ids == eos_id
+            if bool(finished.all()):
+                break
+    return seqs[:, 1:]  # drop <bos>: (B, L + 1) -> (B, L)
+
+
+@torch.no_grad()
+def beam_search(
+    model: nn.Module,
+    src: Tensor,
+    max_len: int,
+    beam_width: int = 4,
+    bos_id: int = 1,
+    eos_id: int = 2,
+    pad_id: int = 0,
+    length_penalty: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """Keep the ``beam_width`` most probable prefixes at every step; return the best sequence.
+
+    Batched: the B sources become B x K beams that the decoder runs together. At each step every
+    live beam is extended by every token; of the K x V candidates of a source the K with the
+    highest total log-probability survive. A beam that has produced ``<eos>`` is finished: it
+    can only be extended by ``pad_id`` at no cost, so it keeps competing with its final score.
+    The search stops when all beams are finished or after ``max_len`` tokens. With
+    ``beam_width=1`` this is exactly :func:`greedy_decode`.
+
+    Args:
+        model: with ``encode`` and ``decode`` (see the module docstring); run in eval mode.
+        src: ``(B, S)`` source ids.
+        max_len: the most tokens to generate per sequence, ``<eos>`` included.
+        beam_width: K, a positive int.
+        bos_id, eos_id, pad_id: the special ids of the target vocabulary.
+        length_penalty: alpha; the final choice ranks beams by ``log p / length ** alpha``
+            (0 ranks by log p; larger values favour longer outputs).
+
+    Returns:
+        ``(tokens, scores)``: tokens ``(B, L)`` as in :func:`greedy_decode`; scores ``(B,)``
+        the total log-probability of each returned sequence.
+    """
+    _check_decoding_args(src, max_len, {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id})
+    _check_positive_int("beam_width", beam_width)
+    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
+        raise ValueError(f"length_penalty must be a non-negative float, got {length_penalty!r}")
+    B, K = src.shape[0], beam_width
+    with _EvalMode(model):
+        memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
+        memory = memory.repeat_interleave(K, dim=0)  # (B, S, D) -> (B * K, S, D)
+        src_mask = src_mask.repeat_interleave(K, dim=0)  # (B, 1, 1, S) -> (B * K, 1, 1, S)
+        seqs = torch.full((B * K, 1), bos_id, dtype=torch.long, device=src.device)  # (BK, 1)
+        scores = torch.full((B, K), float("-inf"), device=src.device)  # (B, K)
+        scores[:, 0] = 0.0  # all beams start equal: keep one, or the first step picks K copies
+        finished = torch.zeros(B * K, dtype=torch.bool, device=src.device)  # (BK,)
+        lengths = torch.zeros(B * K, device=src.device)  # tokens generated, <eos> included
+        offsets = torch.arange(B, device=src.device)[:, None] * K  # (B, 1)
+        for _ in range(max_len):
+            logits = model.decode(seqs, memory, src_mask)[:, -1]  # (BK, t, V) -> (BK, V)
+            V = logits.shape[-1]
+            log_p = F.log_softmax(logits.float(), dim=-1)  # (BK, V)
+            pad_only = torch.full_like(log_p, float("-inf"))
+            pad_only[:, pad_id] = 0.0
+            log_p = torch.where(finished[:, None], pad_only, log_p)  # (BK, V)
+            candidates = scores.reshape(B * K, 1) + log_p  # (BK, 1) + (BK, V) -> (BK, V)
+            scores, flat = candidates.reshape(B, K * V).topk(K, dim=-1)  # (B, K*V) -> (B, K)
+            parent = (offsets + flat // V).reshape(-1)  # (B, K) -> (BK,) rows of seqs
+            next_ids = (flat % V).reshape(-1)  # (BK,)
+            seqs = torch.cat([seqs[parent], next_ids[:, None]], dim=1)  # (BK, t) -> (BK, t + 1)
+            lengths = lengths[parent] + (~finished[parent]).float()
+            finished = finished[parent] | (next_ids == eos_id)
+            if bool(finished.all()):
+                break
+        ranked = scores / lengths.reshape(B, K).clamp(min=1.0) ** length_penalty  # (B, K)
+        best = offsets.reshape(-1) + ranked.argmax(dim=-1)  # (B,)
+        tokens = seqs[best, 1:]  # (BK, L + 1) -> (B, L)
+        best_scores = scores.reshape(-1)[best]  # (B,)
+    return tokens, best_scores
+
+
+@torch.no_grad()
+def sequence_log_prob(
+    model: nn.Module, src: Tensor, tokens: Tensor, bos_id: int = 1, eos_id: int = 2
+) -> Tensor:
+    """The model's total log-probability of given outputs (up to and including ``<eos>``).
+
+    Args:
+        model: with ``encode`` and ``decode``; run in eval mode.
+        src: ``(B, S)`` source ids.
+        tokens: ``(B, L)`` outputs as returned by :func:`greedy_decode` (no ``<bos>``; tokens
+            after the first ``<eos>`` are not scored).
+        bos_id, eos_id: the special ids of the target vocabulary.
+
+    Returns:
+        ``(B,)`` sums of log p(token | source, earlier tokens).
+    """
+    _check_ids("src", src)
+    _check_ids("tokens", tokens)
+    if src.shape[0] != tokens.shape[0]:
+        raise ValueError(f"src {tuple(src.shape)} and tokens {tuple(tokens.shape)} differ in B")
+    with _EvalMode(model):
+        memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
+        bos = torch.full_like(tokens[:, :1], bos_id)  # (B, 1)
+        decoder_input = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, L)
+        log_p = F.log_softmax(model.decode(decoder_input, memory, src_mask).float(), dim=-1)
+        picked = log_p.gather(-1, tokens[..., None])[..., 0]  # (B, L, V) -> (B, L)
+        is_eos = (tokens == eos_id).long()  # (B, L)
+        after_eos = (is_eos.cumsum(dim=1) - is_eos) > 0  # positions after the first <eos>
+        return picked.masked_fill(after_eos, 0.0).sum(dim=1)  # (B, L) -> (B,)
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """The fraction of predictions equal, character for character, to their reference."""
+    if isinstance(predictions, str) or isinstance(references, str):
+        raise TypeError("predictions and references must be sequences of strings, not a string")
+    if len(predictions) != len(references):
+        raise ValueError(f"got {len(predictions)} predictions for {len(references)} references")
+    if not predictions:
+        raise ValueError("exact_match needs at least one prediction")
+    return sum(p == r for p, r in zip(predictions, references, strict=True)) / len(predictions)
+
+
+def translate(
+    model: nn.Module,
+    src: Tensor,
+    decode_ids: Callable[[Tensor], list[str]],
+    max_len: int,
+    beam_width: int = 1,
+    batch_size: int = 1000,
+    bos_id: int = 1,
+    eos_id: int = 2,
+    pad_id: int = 0,
+) -> list[str]:
+    """Decode a large batch of sources in chunks and turn the ids into strings.
+
+    Args:
+        model: with ``encode`` and ``decode``.
+        src: ``(N, S)`` source ids.
+        decode_ids: maps ``(B, L)`` output ids to B strings (e.g. ``vocab.decode_batch``).
+        max_len: the most tokens to generate, ``<eos>`` included.
+        beam_width: 1 uses :func:`greedy_decode`, more uses :func:`beam_search`.
+        batch_size: sources per chunk.
+        bos_id, eos_id, pad_id: the special ids of the target vocabulary.
+
+    Returns:
+        N strings.
+    """
+    _check_ids("src", src)
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("beam_width", beam_width)
+    out: list[str] = []
+    for chunk in src.split(batch_size):
+        chunk = chunk[:, : max(1, int((chunk != pad_id).sum(1).max()))]  # drop padding columns
+        if beam_width == 1:
+            ids = greedy_decode(model, chunk, max_len, bos_id, eos_id, pad_id)
+        else:
+            ids, _ = beam_search(model, chunk, max_len, beam_width, bos_id, eos_id, pad_id)
+        out.extend(decode_ids(ids))
+    return out
