@@ -34,3 +34,16 @@ def test_set_seed_fixes_threads():
 def test_set_seed_rejects_bad_arguments(seed, threads):
     with pytest.raises(ValueError):
         reproducibility.set_seed(seed, threads)
+
+
+def test_rounded_gives_short_floats():
+    t = torch.tensor([[0.24, 0.019999], [2.0, -0.00001]])
+    assert reproducibility.rounded(t, 3) == [[0.24, 0.02], [2.0, 0.0]]
+    assert reproducibility.rounded(torch.tensor(1 / 3), 2) == 0.33
+    assert reproducibility.rounded([1 / 3, [2 / 3]], 1) == [0.3, [0.7]]
+    assert str(reproducibility.rounded(torch.tensor([0.24]), 2)) == "[0.24]"
+
+
+def test_rounded_rejects_non_numbers():
+    with pytest.raises(TypeError, match="str"):
+        reproducibility.rounded("0.5")

@@ -29,3 +29,26 @@ def set_seed(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
     np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global stream that plain np.random uses
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+
+
+def rounded(x: torch.Tensor | float | list, digits: int = 4) -> float | list:
+    """Nested Python floats rounded to ``digits`` decimals, for printing stable numbers.
+
+    ``tensor.round(decimals=3).tolist()`` still prints float32 noise such as
+    ``0.23999999463558197``; this returns ``0.24``.
+
+    Args:
+        x: a tensor (any shape), a float, or a nested list of floats.
+        digits: decimals to keep.
+
+    Returns:
+        A float for a scalar, otherwise nested lists of floats.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().tolist()
+    if isinstance(x, list | tuple):
+        return [rounded(v, digits) for v in x]
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise TypeError(f"rounded expects a tensor, a number or a list, got {type(x).__name__}")
+    value = round(float(x), digits)
+    return 0.0 if value == 0 else value  # no "-0.0"

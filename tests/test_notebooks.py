@@ -1,0 +1,85 @@
+"""Hygiene of the committed notebooks: what strict nbval and the book build rely on."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+
+
+def toc_files() -> list[str]:
+    files = [TOC["root"]]
+    for part in TOC.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ holds no chapter"
+
+
+def test_toc_lists_every_notebook_in_order_and_nothing_missing():
+    listed = [f for f in toc_files() if f.startswith("notebooks/")]
+    assert listed == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
+    for f in toc_files():
+        assert (ROOT / f).with_suffix(".md").exists() or (ROOT / f).with_suffix(
+            ".ipynb"
+        ).exists(), f
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_clean_and_executed(path):
+    nb = load(path)
+    assert re.fullmatch(r"\d\d_[a-z0-9_]+", path.stem), "name notebooks NN_short_name.ipynb"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1)), (
+        "execute top to bottom in a fresh kernel: make notebook NB=" + str(path.relative_to(ROOT))
+    )
+    for cell in nb["cells"]:
+        assert set(cell.get("metadata", {})) <= {"tags"}, "clean cell metadata"
+        outputs = cell.get("outputs", [])
+        assert all(o["output_type"] != "error" for o in outputs), "a committed cell shows an error"
+    assert set(nb["metadata"]) <= {"kernelspec", "language_info"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_colab_cell_title_and_seed(path):
+    cells = load(path)["cells"]
+    first = cells[0]
+    assert first["cell_type"] == "code"
+    assert {"remove-cell", "nbval-ignore-output"} <= set(first["metadata"].get("tags", []))
+    assert CONFIG["repository"]["url"] in "".join(first["source"]), "Colab cell installs this repo"
+    number = int(path.stem[:2])
+    title = "".join(cells[1]["source"]).splitlines()[0]
+    assert cells[1]["cell_type"] == "markdown" and title.startswith(f"# {number}. "), title
+    first_code = next(c for c in cells[2:] if c["cell_type"] == "code")
+    assert "reproducibility.set_seed(" in "".join(first_code["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_ignored_outputs_are_followed_by_an_assertion(path):
+    code = [c for c in load(path)["cells"] if c["cell_type"] == "code"]
+    for i, cell in enumerate(code[1:-1], start=1):
+        if "nbval-ignore-output" in cell["metadata"].get("tags", []):
+            after = "".join(code[i + 1]["source"])
+            assert "assert" in after, (
+                f"code cell {i + 1} is exempt from nbval; the next must assert"
+            )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_with_summary_and_exercises(path):
+    text = "\n".join(
+        "".join(c["source"]) for c in load(path)["cells"] if c["cell_type"] == "markdown"
+    )
+    assert "## Summary" in text and "## Exercises" in text
