@@ -1,0 +1,613 @@
+"""The Transformer encoder-decoder (Vaswani et al., 2017, section 3), batch-first.
+
+Each encoder layer is self-attention then a position-wise feed-forward network; each decoder
+layer is causal self-attention, cross-attention to the encoder's output, then the feed-forward
+network. Every sub-layer sits inside a residual connection with layer normalisation:
+
+* post-LN (the paper, the default): ``x = norm(x + dropout(sublayer(x)))``;
+* pre-LN (``norm_first=True``, most modern models): ``x = x + dropout(sublayer(norm(x)))``,
+  with one more LayerNorm at the end of the stack.
+
+Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attention_book import attention, positional
+from attention_book.multihead import MultiHeadAttention
+
+ACTIVATIONS = ("relu", "gelu")
+
+
+def _check_activation(activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def _check_positive_int(name: str, n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive int, got {n!r}")
+
+
+def _check_dropout(p: object) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be a float in [0, 1), got {p!r}")
+
+
+def _torch_activation(layer: nn.Module) -> str:
+    """Name a PyTorch Transformer layer's activation; raise unless it is ReLU or exact GELU."""
+    act = layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return "relu"
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return "gelu"
+    raise ValueError(f"from_torch supports ReLU and exact GELU activations, got {act!r}")
+
+
+def _check_torch_layer(layer: nn.Module, expected: type) -> None:
+    if not isinstance(layer, expected):
+        raise TypeError(f"expected torch.nn.{expected.__name__}, got {type(layer).__name__}")
+    if layer.linear1.bias is None or layer.norm1.bias is None:
+        raise ValueError("from_torch needs a layer built with bias=True")
+
+
+def _copy_linear(dst: nn.Linear, src: nn.Linear) -> None:
+    dst.weight.copy_(src.weight)
+    dst.bias.copy_(src.bias)
+
+
+def _copy_norm(dst: nn.LayerNorm, src: nn.LayerNorm) -> None:
+    dst.weight.copy_(src.weight)
+    dst.bias.copy_(src.bias)
+
+
+class FeedForward(nn.Module):
+    """The position-wise feed-forward network FFN(x) = w_2(act(w_1 x)) (section 3.3).
+
+    "Position-wise": the same two linear maps act on every token separately, so the output at a
+    position depends only on the input at that position.
+
+    Args:
+        d_model: D, the width of inputs and outputs.
+        d_ff: the hidden width (2048 = 4 x 512 in the paper).
+        dropout: dropout on the hidden activations (training only), as in PyTorch.
+        activation: ``"relu"`` (the paper) or ``"gelu"``.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+        super().__init__()
+        _check_positive_int("d_model", d_model)
+        _check_positive_int("d_ff", d_ff)
+        _check_dropout(dropout)
+        _check_activation(activation)
+        self.activation = activation
+        self.w_1 = nn.Linear(d_model, d_ff)
+        self.w_2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self._act = F.relu if activation == "relu" else F.gelu
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the network to every position of ``x``.
+
+        Args:
+            x: ``(..., D)``.
+
+        Returns:
+            ``(..., D)``.
+        """
+        hidden = self._act(self.w_1(x))  # (..., D) -> (..., d_ff)
+        return self.w_2(self.dropout(hidden))  # (..., d_ff) -> (..., D)
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention and a feed-forward network, each in a residual block with LayerNorm.
+
+    Args:
+        d_model: D.
+        num_heads: H; must divide ``d_model``.
+        d_ff: hidden width of the feed-forward network.
+        dropout: one probability for attention weights, the feed-forward hidden layer and each
+            sub-layer's output before the residual add (as in PyTorch).
+        activation: ``"relu"`` or ``"gelu"``.
+        norm_first: False for post-LN (the paper), True for pre-LN.
+
+    Attributes:
+        record_weights: when True, ``forward`` takes the explicit attention path and stores the
+            detached ``(B, H, T, T)`` weights in ``self_weights``; when False (the default) it
+            uses the fused kernel, which is faster.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        norm_first: bool = False,
+    ):
+        super().__init__()
+        _check_dropout(dropout)
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.record_weights = False
+        self.self_weights: Tensor | None = None
+
+    def _sa(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        out, w = self.self_attn(x, x, x, mask, need_weights=self.record_weights)  # (B, T, D)
+        if self.record_weights:
+            self.self_weights = w.detach()  # (B, H, T, T)
+        return self.dropout1(out)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Encode ``x``.
+
+        Args:
+            x: ``(B, T, D)``.
+            mask: bool, broadcastable to ``(B, H, T, T)``, True = may attend; for source
+                padding use ``(B, 1, 1, T)``.
+
+        Returns:
+            ``(B, T, D)``.
+        """
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), mask)
+            return x + self.dropout2(self.ff(self.norm2(x)))
+        x = self.norm1(x + self._sa(x, mask))
+        return self.norm2(x + self.dropout2(self.ff(x)))
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderLayer:
+        """Build an equivalent layer from a ``torch.nn.TransformerEncoderLayer``.
+
+        The weights do not depend on PyTorch's ``batch_first``; the copy always takes batch-first
+        input, so for a sequence-first PyTorch layer transpose the input and output.
+        ``norm_first``, the LayerNorm ``eps`` and the dropout probability are copied.
+
+        Args:
+            layer: a PyTorch encoder layer with ReLU or exact GELU and ``bias=True``.
+
+        Returns:
+            An ``EncoderLayer`` whose forward equals ``layer``'s; pass ``~key_padding_mask``
+            reshaped to ``(B, 1, 1, S)`` where PyTorch takes ``src_key_padding_mask``.
+        """
+        _check_torch_layer(layer, nn.TransformerEncoderLayer)
+        d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
+        new = cls(
+            d_model,
+            layer.self_attn.num_heads,
+            d_ff,
+            dropout=layer.dropout.p,
+            activation=_torch_activation(layer),
+            norm_first=layer.norm_first,
+        )
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        new = new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
+        with torch.no_grad():
+            _copy_linear(new.ff.w_1, layer.linear1)
+            _copy_linear(new.ff.w_2, layer.linear2)
+            for ours, theirs in ((new.norm1, layer.norm1), (new.norm2, layer.norm2)):
+                _copy_norm(ours, theirs)
+                ours.eps = theirs.eps
+        return new
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, cross-attention to the encoder output, and a feed-forward network.
+
+    Args:
+        d_model: D.
+        num_heads: H; must divide ``d_model``.
+        d_ff: hidden width of the feed-forward network.
+        dropout: one probability, used as in :class:`EncoderLayer`.
+        activation: ``"relu"`` or ``"gelu"``.
+        norm_first: False for post-LN (the paper), True for pre-LN.
+
+    Attributes:
+        record_weights: when True, ``forward`` takes the explicit attention path and stores the
+            detached weights in ``self_weights`` ``(B, H, T, T)`` and ``cross_weights``
+            ``(B, H, T, S)``; when False (the default) it uses the fused kernel.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        norm_first: bool = False,
+    ):
+        super().__init__()
+        _check_dropout(dropout)
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.record_weights = False
+        self.self_weights: Tensor | None = None
+        self.cross_weights: Tensor | None = None
+
+    def _sa(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        out, w = self.self_attn(x, x, x, mask, need_weights=self.record_weights)  # (B, T, D)
+        if self.record_weights:
+            self.self_weights = w.detach()  # (B, H, T, T)
+        return self.dropout1(out)
+
+    def _ca(self, x: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
+        # Queries from the decoder, keys and values from the encoder: weights are (T, S).
+        out, w = self.cross_attn(x, memory, memory, mask, need_weights=self.record_weights)
+        if self.record_weights:
+            self.cross_weights = w.detach()  # (B, H, T, S)
+        return self.dropout2(out)  # (B, T, D)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Decode ``x`` while reading ``memory``.
+
+        Args:
+            x: the target-side states, ``(B, T, D)``.
+            memory: the encoder's output, ``(B, S, D)``.
+            tgt_mask: bool, broadcastable to ``(B, H, T, T)``, True = may attend; usually a
+                causal ``(T, T)`` mask, possibly combined with target padding.
+            memory_mask: bool, broadcastable to ``(B, H, T, S)``; usually the source padding
+                mask ``(B, 1, 1, S)``.
+
+        Returns:
+            ``(B, T, D)``.
+        """
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), tgt_mask)
+            x = x + self._ca(self.norm2(x), memory, memory_mask)
+            return x + self.dropout3(self.ff(self.norm3(x)))
+        x = self.norm1(x + self._sa(x, tgt_mask))
+        x = self.norm2(x + self._ca(x, memory, memory_mask))
+        return self.norm3(x + self.dropout3(self.ff(x)))
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerDecoderLayer) -> DecoderLayer:
+        """Build an equivalent layer from a ``torch.nn.TransformerDecoderLayer``.
+
+        As for :meth:`EncoderLayer.from_torch`: the copy takes batch-first input, and
+        ``norm_first``, ``eps`` and dropout are copied. PyTorch's boolean masks mean the
+        opposite (True = blocked): where ours is ``m``, pass ``~m`` to it.
+
+        Args:
+            layer: a PyTorch decoder layer with ReLU or exact GELU and ``bias=True``.
+
+        Returns:
+            A ``DecoderLayer`` whose forward equals ``layer``'s.
+        """
+        _check_torch_layer(layer, nn.TransformerDecoderLayer)
+        d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
+        new = cls(
+            d_model,
+            layer.self_attn.num_heads,
+            d_ff,
+            dropout=layer.dropout.p,
+            activation=_torch_activation(layer),
+            norm_first=layer.norm_first,
+        )
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
+        new = new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
+        with torch.no_grad():
+            _copy_linear(new.ff.w_1, layer.linear1)
+            _copy_linear(new.ff.w_2, layer.linear2)
+            pairs = ((new.norm1, layer.norm1), (new.norm2, layer.norm2), (new.norm3, layer.norm3))
+            for ours, theirs in pairs:
+                _copy_norm(ours, theirs)
+                ours.eps = theirs.eps
+        return new
+
+
+class Encoder(nn.Module):
+    """A stack of ``num_layers`` :class:`EncoderLayer` (N = 6 in the paper).
+
+    With ``norm_first=True`` a final LayerNorm follows the stack: in pre-LN the residual stream
+    is never normalised inside the layers, so it is normalised once at the end.
+
+    Args:
+        num_layers: N.
+        d_model, num_heads, d_ff, dropout, activation, norm_first: as in :class:`EncoderLayer`.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        norm_first: bool = False,
+    ):
+        super().__init__()
+        _check_positive_int("num_layers", num_layers)
+        args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
+        self.layers = nn.ModuleList(EncoderLayer(*args) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(d_model) if norm_first else None
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Run ``x`` ``(B, T, D)`` through every layer with the same ``mask``; return ``(B, T, D)``.
+
+        ``mask`` is as in :meth:`EncoderLayer.forward`.
+        """
+        for layer in self.layers:
+            x = layer(x, mask)  # (B, T, D)
+        return x if self.norm is None else self.norm(x)
+
+
+class Decoder(nn.Module):
+    """A stack of ``num_layers`` :class:`DecoderLayer`, each reading the same encoder memory.
+
+    Args:
+        num_layers: N.
+        d_model, num_heads, d_ff, dropout, activation, norm_first: as in :class:`DecoderLayer`.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        norm_first: bool = False,
+    ):
+        super().__init__()
+        _check_positive_int("num_layers", num_layers)
+        args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
+        self.layers = nn.ModuleList(DecoderLayer(*args) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(d_model) if norm_first else None
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Run ``x`` ``(B, T, D)`` through every layer; ``memory`` is ``(B, S, D)``.
+
+        The masks are as in :meth:`DecoderLayer.forward`. Returns ``(B, T, D)``.
+        """
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask, memory_mask)  # (B, T, D)
+        return x if self.norm is None else self.norm(x)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Hyperparameters of :class:`Transformer` (defaults: a small model that trains on a CPU).
+
+    The paper's base model is ``d_model=512, num_heads=8, num_encoder_layers=6,
+    num_decoder_layers=6, d_ff=2048, dropout=0.1``.
+    """
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 64
+    num_heads: int = 4
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    d_ff: int = 256
+    dropout: float = 0.0
+    activation: str = "relu"
+    norm_first: bool = False
+    max_len: int = 128
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "src_vocab_size",
+            "tgt_vocab_size",
+            "d_model",
+            "num_heads",
+            "num_encoder_layers",
+            "num_decoder_layers",
+            "d_ff",
+            "max_len",
+        ):
+            _check_positive_int(name, getattr(self, name))
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
+            )
+        if self.d_model % 2:
+            raise ValueError(
+                f"d_model must be even for the sinusoidal encoding, got {self.d_model}"
+            )
+        _check_dropout(self.dropout)
+        _check_activation(self.activation)
+        if not isinstance(self.norm_first, bool):
+            raise ValueError(f"norm_first must be a bool, got {self.norm_first!r}")
+        smallest = min(self.src_vocab_size, self.tgt_vocab_size)
+        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int):
+            raise ValueError(f"pad_id must be an int, got {self.pad_id!r}")
+        if not 0 <= self.pad_id < smallest:
+            raise ValueError(
+                f"pad_id={self.pad_id} must be a valid id in both vocabularies "
+                f"(src_vocab_size={self.src_vocab_size}, tgt_vocab_size={self.tgt_vocab_size})"
+            )
+
+
+class Transformer(nn.Module):
+    """The encoder-decoder Transformer of Vaswani et al. (2017), figure 1.
+
+    Token ids are embedded (scaled by sqrt(d_model)), the sinusoidal positional encoding is
+    added, the encoder reads the source, the decoder reads the shifted target and the encoder's
+    output, and ``generator`` maps each decoder state to logits over the target vocabulary
+    (the softmax is left to the loss or to decoding).
+
+    Args:
+        config: a :class:`TransformerConfig`.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"expected a TransformerConfig, got {type(config).__name__}")
+        c = self.config = config
+        self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.register_buffer("pe", positional.sinusoidal_encoding(c.max_len, c.d_model))
+        # Built once and sliced: a (T, T) causal mask for every T up to max_len.
+        self.register_buffer("causal", attention.causal_mask(c.max_len), persistent=False)
+        self.embed_dropout = nn.Dropout(c.dropout)
+        layer_args = (c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, c.norm_first)
+        self.encoder = Encoder(c.num_encoder_layers, *layer_args)
+        self.decoder = Decoder(c.num_decoder_layers, *layer_args)
+        self.generator = nn.Linear(c.d_model, c.tgt_vocab_size)
+        self.scale = math.sqrt(c.d_model)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        # Xavier-uniform on every matrix, as torch.nn.Transformer and the Annotated Transformer.
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        with torch.no_grad():
+            self.src_embed.weight[self.config.pad_id].zero_()
+            self.tgt_embed.weight[self.config.pad_id].zero_()
+
+    def _check_ids(self, name: str, ids: Tensor, vocab_size: int) -> None:
+        if not isinstance(ids, Tensor) or ids.dtype != torch.long:
+            got = ids.dtype if isinstance(ids, Tensor) else type(ids).__name__
+            raise TypeError(f"{name} must be a LongTensor of token ids, got {got}")
+        if ids.dim() != 2 or ids.shape[1] == 0:
+            raise ValueError(f"{name} must be (B, length) with length >= 1, got {tuple(ids.shape)}")
+        if ids.shape[1] > self.config.max_len:
+            raise ValueError(
+                f"{name} has length {ids.shape[1]} > max_len={self.config.max_len} "
+                f"(shape {tuple(ids.shape)})"
+            )
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(
+                f"{name} holds ids in [{low}, {high}], outside the vocabulary [0, {vocab_size})"
+            )
+
+    def _embed(self, ids: Tensor, table: nn.Embedding) -> Tensor:
+        x = table(ids) * self.scale + self.pe[: ids.shape[1]]  # (B, L) -> (B, L, D)
+        return self.embed_dropout(x)
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode source ids.
+
+        Args:
+            src: ``(B, S)`` token ids, padded with ``pad_id``.
+
+        Returns:
+            ``(memory, src_mask)``: memory ``(B, S, D)``; src_mask bool ``(B, 1, 1, S)``, True
+            where ``src != pad_id`` (the keys a query may attend to).
+        """
+        self._check_ids("src", src, self.config.src_vocab_size)
+        src_mask = (src != self.config.pad_id)[:, None, None, :]  # (B, S) -> (B, 1, 1, S)
+        memory = self.encoder(self._embed(src, self.src_embed), src_mask)  # (B, S, D)
+        return memory, src_mask
+
+    def target_mask(self, tgt: Tensor) -> Tensor:
+        """The decoder's self-attention mask: causal, and no attention to padded targets.
+
+        Args:
+            tgt: ``(B, T)`` decoder input ids.
+
+        Returns:
+            bool ``(T, T)`` when ``tgt`` holds no padding, else ``(B, 1, T, T)``; True = may
+            attend.
+        """
+        T = tgt.shape[1]
+        causal = self.causal[:T, :T]  # (T, T)
+        not_pad = tgt != self.config.pad_id  # (B, T)
+        if bool(not_pad.all()):
+            return causal
+        return causal & not_pad[:, None, None, :]  # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
+
+    def decode(self, tgt: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
+        """Predict the next token at every target position.
+
+        Args:
+            tgt: ``(B, T)`` decoder input ids (the target shifted right, starting with BOS).
+            memory: ``(B, S, D)`` from :meth:`encode`.
+            src_mask: ``(B, 1, 1, S)`` from :meth:`encode`.
+
+        Returns:
+            logits ``(B, T, tgt_vocab_size)``; position t depends only on ``tgt[:, : t + 1]``.
+        """
+        self._check_ids("tgt", tgt, self.config.tgt_vocab_size)
+        if memory.dim() != 3 or memory.shape[0] != tgt.shape[0]:
+            raise ValueError(
+                f"memory must be (B, S, D) with the same B as tgt {tuple(tgt.shape)}, "
+                f"got {tuple(memory.shape)}"
+            )
+        x = self._embed(tgt, self.tgt_embed)  # (B, T) -> (B, T, D)
+        x = self.decoder(x, memory, self.target_mask(tgt), src_mask)  # (B, T, D)
+        return self.generator(x)  # (B, T, D) -> (B, T, V)
+
+    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Logits for teacher-forced training.
+
+        Args:
+            src: ``(B, S)`` source ids.
+            tgt: ``(B, T)`` decoder input ids; the caller shifts the target right (BOS first).
+
+        Returns:
+            ``(B, T, tgt_vocab_size)`` logits.
+        """
+        memory, src_mask = self.encode(src)  # (B, S, D), (B, 1, 1, S)
+        return self.decode(tgt, memory, src_mask)  # (B, T, V)
+
+    @torch.no_grad()
+    def cross_attention_weights(self, src: Tensor, tgt: Tensor) -> list[Tensor]:
+        """The cross-attention weights of every decoder layer, for plotting.
+
+        Args:
+            src: ``(B, S)`` source ids.
+            tgt: ``(B, T)`` decoder input ids.
+
+        Returns:
+            One ``(B, H, T, S)`` tensor per decoder layer; row t says where position t reads
+            in the source.
+        """
+        layers = list(self.decoder.layers)
+        before = [layer.record_weights for layer in layers]
+        try:
+            for layer in layers:
+                layer.record_weights = True
+            self(src, tgt)
+            return [layer.cross_weights for layer in layers]
+        finally:
+            for layer, flag in zip(layers, before, strict=True):
+                layer.record_weights = flag
+
+
+def count_parameters(module: nn.Module) -> int:
+    """The number of trainable scalars in ``module``."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,422 @@
+"""Tests for attention_book.transformer: the layers match torch.nn, causality, padding, training."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.testing import assert_close
+
+from attention_book import attention, transformer
+from attention_book.transformer import (
+    Decoder,
+    DecoderLayer,
+    Encoder,
+    EncoderLayer,
+    FeedForward,
+    Transformer,
+    TransformerConfig,
+)
+
+D, H, D_FF = 16, 4, 32
+
+
+def _padding(lengths: list[int], S: int) -> torch.Tensor:
+    """(B, S) bool, True at real tokens."""
+    return torch.arange(S)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def _tiny_config(**changes) -> TransformerConfig:
+    base = dict(
+        src_vocab_size=11,
+        tgt_vocab_size=13,
+        d_model=16,
+        num_heads=2,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        d_ff=32,
+        max_len=12,
+    )
+    base.update(changes)
+    return TransformerConfig(**base)
+
+
+# --- FeedForward ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_feedforward_is_position_wise(activation):
+    torch.manual_seed(0)
+    ff = FeedForward(D, D_FF, activation=activation)
+    x = torch.randn(2, 7, D)
+    perm = torch.randperm(7)
+    assert ff(x).shape == (2, 7, D)
+    assert_close(ff(x[:, perm]), ff(x)[:, perm])
+    # Each position alone gives the same answer as inside the sequence.
+    assert_close(ff(x[:, 3:4]), ff(x)[:, 3:4])
+    act = F.relu if activation == "relu" else F.gelu
+    assert_close(ff(x), ff.w_2(act(ff.w_1(x))))
+
+
+def test_feedforward_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="activation"):
+        FeedForward(D, D_FF, activation="tanh")
+    with pytest.raises(ValueError, match="d_ff"):
+        FeedForward(D, 0)
+    with pytest.raises(ValueError, match="dropout"):
+        FeedForward(D, D_FF, dropout=1.5)
+
+
+# --- EncoderLayer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_encoder_layer_matches_torch(activation, norm_first, padded):
+    torch.manual_seed(0)
+    ref = nn.TransformerEncoderLayer(
+        D, H, D_FF, dropout=0.1, activation=activation, batch_first=True, norm_first=norm_first
+    ).eval()
+    ours = EncoderLayer.from_torch(ref).eval()
+    assert ours.norm_first is norm_first and ours.ff.activation == activation
+    assert ours.self_attn.dropout == 0.1 and ours.norm1.eps == ref.norm1.eps
+    x = torch.randn(3, 6, D)
+    keep = _padding([6, 4, 2], 6) if padded else torch.ones(3, 6, dtype=torch.bool)
+    expected = ref(x, src_key_padding_mask=~keep if padded else None)  # torch: True = ignore
+    got = ours(x, keep[:, None, None, :] if padded else None)  # ours: True = attend
+    assert_close(got, expected)
+
+
+def test_encoder_layer_matches_torch_fast_path_at_real_tokens():
+    # In eval mode under no_grad, torch takes its fused fast path, which may leave padded rows
+    # zero; real tokens must agree.
+    torch.manual_seed(0)
+    ref = nn.TransformerEncoderLayer(D, H, D_FF, dropout=0.0, batch_first=True).eval()
+    ours = EncoderLayer.from_torch(ref).eval()
+    x = torch.randn(2, 5, D)
+    keep = _padding([5, 3], 5)
+    with torch.no_grad():
+        expected = ref(x, src_key_padding_mask=~keep)
+        got = ours(x, keep[:, None, None, :])
+    assert_close(got[keep], expected[keep])
+
+
+def test_encoder_layer_from_sequence_first_torch_layer():
+    torch.manual_seed(0)
+    ref = nn.TransformerEncoderLayer(D, H, D_FF, dropout=0.0, batch_first=False).eval()
+    ours = EncoderLayer.from_torch(ref)
+    x = torch.randn(2, 5, D)
+    assert_close(ours(x), ref(x.transpose(0, 1)).transpose(0, 1))
+
+
+def test_encoder_layer_from_torch_rejects_unsupported_layers():
+    with pytest.raises(TypeError, match="TransformerEncoderLayer"):
+        EncoderLayer.from_torch(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="bias"):
+        EncoderLayer.from_torch(nn.TransformerEncoderLayer(D, H, D_FF, bias=False))
+    with pytest.raises(ValueError, match="activation"):
+        EncoderLayer.from_torch(nn.TransformerEncoderLayer(D, H, D_FF, activation=torch.tanh))
+    with pytest.raises(ValueError, match="activation"):
+        EncoderLayer.from_torch(
+            nn.TransformerEncoderLayer(D, H, D_FF, activation=nn.GELU(approximate="tanh"))
+        )
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_residual_form(norm_first):
+    torch.manual_seed(0)
+    layer = EncoderLayer(D, H, D_FF, norm_first=norm_first).eval()
+    x = torch.randn(2, 5, D)
+    if norm_first:
+        h = layer.norm1(x)
+        y = x + layer.self_attn(h, h, h)[0]
+        expected = y + layer.ff(layer.norm2(y))
+    else:
+        y = layer.norm1(x + layer.self_attn(x, x, x)[0])
+        expected = layer.norm2(y + layer.ff(y))
+    assert_close(layer(x), expected)
+
+
+def test_encoder_layer_recorded_weights_equal_fused_path():
+    torch.manual_seed(0)
+    layer = EncoderLayer(D, H, D_FF).eval()
+    x = torch.randn(2, 5, D)
+    mask = _padding([5, 3], 5)[:, None, None, :]
+    fused = layer(x, mask)
+    assert layer.self_weights is None
+    layer.record_weights = True
+    assert_close(layer(x, mask), fused)
+    w = layer.self_weights
+    assert w.shape == (2, H, 5, 5) and not w.requires_grad
+    assert_close(w.sum(-1), torch.ones(2, H, 5))
+    assert w[1, :, :, 3:].abs().max() == 0  # padded keys get zero weight
+
+
+def test_encoder_layer_gradcheck_float64():
+    torch.manual_seed(0)
+    layer = EncoderLayer(4, 2, 8, activation="gelu").double()
+    x = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([True, True, False])[None, None, None, :]
+    assert torch.autograd.gradcheck(lambda t: layer(t, mask), (x,))
+    layer.record_weights = True
+    assert torch.autograd.gradcheck(lambda t: layer(t, mask), (x,))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_stack_matches_torch(norm_first):
+    torch.manual_seed(0)
+    proto = nn.TransformerEncoderLayer(
+        D, H, D_FF, dropout=0.0, batch_first=True, norm_first=norm_first
+    )
+    final = nn.LayerNorm(D) if norm_first else None
+    ref = nn.TransformerEncoder(proto, 3, norm=final, enable_nested_tensor=False).eval()
+    ours = Encoder(3, D, H, D_FF, norm_first=norm_first).eval()
+    ours.layers = nn.ModuleList(EncoderLayer.from_torch(layer) for layer in ref.layers)
+    assert (ours.norm is None) is (not norm_first)
+    if norm_first:
+        ours.norm.load_state_dict(ref.norm.state_dict())
+    x = torch.randn(2, 6, D)
+    keep = _padding([6, 4], 6)
+    assert_close(ours(x, keep[:, None, None, :]), ref(x, src_key_padding_mask=~keep))
+
+
+# --- DecoderLayer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_layer_matches_torch(activation, norm_first):
+    torch.manual_seed(0)
+    ref = nn.TransformerDecoderLayer(
+        D, H, D_FF, dropout=0.1, activation=activation, batch_first=True, norm_first=norm_first
+    ).eval()
+    ours = DecoderLayer.from_torch(ref).eval()
+    assert ours.cross_attn.dropout == 0.1 and ours.norm3.eps == ref.norm3.eps
+    x, memory = torch.randn(3, 5, D), torch.randn(3, 7, D)
+    causal = attention.causal_mask(5)
+    tgt_keep = _padding([5, 5, 3], 5)
+    src_keep = _padding([7, 4, 2], 7)
+    expected = ref(
+        x,
+        memory,
+        tgt_mask=~causal,
+        tgt_key_padding_mask=~tgt_keep,
+        memory_key_padding_mask=~src_keep,
+    )
+    tgt_mask = causal & tgt_keep[:, None, None, :]  # (B, 1, T, T)
+    got = ours(x, memory, tgt_mask, src_keep[:, None, None, :])
+    assert_close(got, expected)
+
+
+def test_decoder_layer_from_torch_rejects_other_modules():
+    with pytest.raises(TypeError, match="TransformerDecoderLayer"):
+        DecoderLayer.from_torch(nn.TransformerEncoderLayer(D, H, D_FF))
+
+
+def test_decoder_layer_recorded_weights_equal_fused_path():
+    torch.manual_seed(0)
+    layer = DecoderLayer(D, H, D_FF).eval()
+    x, memory = torch.randn(2, 4, D), torch.randn(2, 6, D)
+    src_mask = _padding([6, 2], 6)[:, None, None, :]
+    fused = layer(x, memory, attention.causal_mask(4), src_mask)
+    layer.record_weights = True
+    assert_close(layer(x, memory, attention.causal_mask(4), src_mask), fused)
+    self_w, cross_w = layer.self_weights, layer.cross_weights
+    assert self_w.shape == (2, H, 4, 4) and cross_w.shape == (2, H, 4, 6)
+    assert torch.triu(self_w, diagonal=1).abs().max() == 0  # no weight on the future
+    assert cross_w[1, :, :, 2:].abs().max() == 0  # no weight on source padding
+    assert_close(cross_w.sum(-1), torch.ones(2, H, 4))
+
+
+def test_decoder_layer_is_causal():
+    torch.manual_seed(0)
+    layer = DecoderLayer(D, H, D_FF).eval()
+    x, memory = torch.randn(1, 6, D), torch.randn(1, 4, D)
+    mask = attention.causal_mask(6)
+    before = layer(x, memory, mask)
+    x2 = x.clone()
+    x2[:, 4:] = torch.randn(1, 2, D)  # change the future (positions 4 and 5)
+    after = layer(x2, memory, mask)
+    assert_close(after[:, :4], before[:, :4])
+    assert not torch.allclose(after[:, 4:], before[:, 4:])
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_stack_shapes_and_final_norm(norm_first):
+    dec = Decoder(2, D, H, D_FF, norm_first=norm_first)
+    assert len(dec.layers) == 2 and (dec.norm is not None) is norm_first
+    out = dec(torch.randn(2, 3, D), torch.randn(2, 5, D), attention.causal_mask(3))
+    assert out.shape == (2, 3, D)
+
+
+def test_layers_reject_bad_sizes():
+    with pytest.raises(ValueError, match="divisible"):
+        EncoderLayer(10, 3, 8)
+    with pytest.raises(ValueError, match="divisible"):
+        DecoderLayer(10, 4, 8)
+    with pytest.raises(ValueError, match="activation"):
+        EncoderLayer(8, 2, 8, activation="swish")
+    with pytest.raises(ValueError, match="num_layers"):
+        Encoder(0, 8, 2, 8)
+    with pytest.raises(ValueError, match="d_model"):
+        EncoderLayer(8, 2, 8)(torch.randn(2, 3, 6))
+
+
+# --- Transformer ---------------------------------------------------------------------------
+
+
+def test_transformer_shapes_and_masks():
+    torch.manual_seed(0)
+    model = Transformer(_tiny_config()).eval()
+    src = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 10]])
+    tgt = torch.tensor([[1, 2, 3], [1, 4, 0]])
+    memory, src_mask = model.encode(src)
+    assert memory.shape == (2, 5, 16) and src_mask.shape == (2, 1, 1, 5)
+    assert src_mask.dtype == torch.bool and src_mask[0, 0, 0].tolist() == [1, 1, 1, 0, 0]
+    assert model.decode(tgt, memory, src_mask).shape == (2, 3, 13)
+    assert model(src, tgt).shape == (2, 3, 13)
+    assert model.target_mask(tgt).shape == (2, 1, 3, 3)
+    assert model.target_mask(tgt[:1]).shape == (3, 3)
+    assert model.target_mask(tgt)[1, 0, 2].tolist() == [True, True, False]
+    assert model.pe.shape == (12, 16)
+    assert model.src_embed.padding_idx == 0 and model.tgt_embed.weight[0].abs().max() == 0
+
+
+def test_transformer_ignores_source_padding():
+    torch.manual_seed(0)
+    model = Transformer(_tiny_config()).eval()
+    src = torch.tensor([[3, 4, 5]])
+    tgt = torch.tensor([[1, 2, 6, 7]])
+    padded = torch.tensor([[3, 4, 5, 0, 0, 0]])
+    assert_close(model(padded, tgt), model(src, tgt))
+
+
+def test_transformer_decode_is_causal():
+    torch.manual_seed(0)
+    model = Transformer(_tiny_config(norm_first=True)).eval()
+    src = torch.tensor([[3, 4, 5, 6]])
+    memory, src_mask = model.encode(src)
+    tgt = torch.tensor([[1, 2, 3, 4, 5]])
+    changed = torch.tensor([[1, 2, 3, 9, 12]])  # the last two tokens differ
+    before = model.decode(tgt, memory, src_mask)
+    after = model.decode(changed, memory, src_mask)
+    assert_close(after[:, :3], before[:, :3])
+    assert not torch.allclose(after[:, 3:], before[:, 3:])
+    # Teacher forcing equals feeding the prefixes one at a time.
+    for t in range(1, 6):
+        assert_close(model.decode(tgt[:, :t], memory, src_mask)[:, -1], before[:, t - 1])
+
+
+def test_cross_attention_weights():
+    torch.manual_seed(0)
+    model = Transformer(_tiny_config(num_decoder_layers=3)).eval()
+    src = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 9]])
+    tgt = torch.tensor([[1, 2, 3], [1, 4, 5]])
+    weights = model.cross_attention_weights(src, tgt)
+    assert len(weights) == 3
+    for w in weights:
+        assert w.shape == (2, 2, 3, 4)
+        assert_close(w.sum(-1), torch.ones(2, 2, 3))
+        assert w[0, :, :, 3].abs().max() == 0
+    assert all(not layer.record_weights for layer in model.decoder.layers)
+    model.decoder.layers[0].record_weights = True
+    model.cross_attention_weights(src, tgt)
+    assert model.decoder.layers[0].record_weights and not model.decoder.layers[1].record_weights
+
+
+@pytest.fixture
+def one_thread():
+    # A model this small gains nothing from threads, and on a busy machine they cost a lot.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_transformer_overfits_a_few_pairs(one_thread):
+    torch.manual_seed(0)
+    model = Transformer(_tiny_config(src_vocab_size=10, tgt_vocab_size=10))
+    # Reverse a sequence: target = BOS(1) + reversed source + EOS(2).
+    src = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 0], [5, 3, 8, 0], [9, 9, 4, 6]])
+    lengths = (src != 0).sum(1).tolist()
+    tgt = torch.zeros(4, 6, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        seq = [1, *src[i, :n].flip(0).tolist(), 2]
+        tgt[i, : len(seq)] = torch.tensor(seq)
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(100):
+        logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.reshape(-1, 10), tgt_out.reshape(-1), ignore_index=0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.02
+    model.eval()
+    assert (model(src, tgt_in).argmax(-1)[tgt_out != 0] == tgt_out[tgt_out != 0]).all()
+
+
+def test_count_parameters_matches_torch_transformer():
+    model = Transformer(_tiny_config())
+    ref = nn.Transformer(16, 2, 2, 2, 32, batch_first=True)
+    # torch.nn.Transformer also puts a final LayerNorm after each post-LN stack: 2 x 2D more.
+    body = transformer.count_parameters(model.encoder) + transformer.count_parameters(model.decoder)
+    assert body == transformer.count_parameters(ref) - 4 * 16
+    embeddings = (11 + 13) * 16
+    generator = 16 * 13 + 13
+    assert transformer.count_parameters(model) == body + embeddings + generator
+    with pytest.raises(TypeError, match="nn.Module"):
+        transformer.count_parameters("model")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"d_model": 10, "num_heads": 4}, "divisible"),
+        ({"d_model": 9, "num_heads": 3}, "even"),
+        ({"activation": "tanh"}, "activation"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"num_encoder_layers": 0}, "num_encoder_layers"),
+        ({"src_vocab_size": 0}, "src_vocab_size"),
+        ({"max_len": 2.5}, "max_len"),
+        ({"pad_id": 11}, "pad_id"),
+        ({"pad_id": -1}, "pad_id"),
+        ({"norm_first": "yes"}, "norm_first"),
+    ],
+)
+def test_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _tiny_config(**changes)
+
+
+def test_config_is_frozen_and_model_needs_one():
+    config = _tiny_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.d_model = 32
+    with pytest.raises(TypeError, match="TransformerConfig"):
+        Transformer({"d_model": 16})
+
+
+def test_transformer_rejects_bad_inputs():
+    model = Transformer(_tiny_config())
+    ok = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ValueError, match="13 > max_len=12"):
+        model(torch.ones(1, 13, dtype=torch.long), ok)
+    with pytest.raises(ValueError, match="max_len"):
+        model(ok, torch.ones(1, 13, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 11\)"):
+        model(torch.tensor([[1, 11]]), ok)
+    with pytest.raises(ValueError, match=r"\[-1, 2\]"):
+        model(ok, torch.tensor([[-1, 2]]))
+    with pytest.raises(TypeError, match="LongTensor"):
+        model(ok.float(), ok)
+    with pytest.raises(ValueError, match=r"\(B, length\)"):
+        model(torch.tensor([1, 2]), ok)
+    memory, src_mask = model.encode(ok)
+    with pytest.raises(ValueError, match="memory"):
+        model.decode(torch.tensor([[1], [1]]), memory, src_mask)
