@@ -174,3 +174,15 @@ def test_parse_labels_and_errors():
         data.parse_pronoun_sentences(["the cat was on the mat and it was on"])
     with pytest.raises(ValueError, match="non-empty list"):
         data.parse_pronoun_sentences("the cat was on the mat and it was tired")
+
+
+def test_examples_validate_their_fields():
+    ex = data.pronoun_dataset(3, _gen())
+    with pytest.raises(ValueError, match=r"noun_positions \(N, 2\)"):
+        data.PronounExamples(ex.tokens, ex.noun_positions[:2], ex.it_position, ex.target)
+    with pytest.raises(ValueError, match="got"):
+        data.PronounExamples(ex.tokens[0], ex.noun_positions, ex.it_position, ex.target)
+    with pytest.raises(TypeError, match="torch.long"):
+        data.PronounExamples(ex.tokens.float(), ex.noun_positions, ex.it_position, ex.target)
+    with pytest.raises(ValueError, match="0 \\(first noun\\) or 1"):
+        data.PronounExamples(ex.tokens, ex.noun_positions, ex.it_position, ex.target + 2)

@@ -145,6 +145,24 @@ class PronounExamples:
     it_position: Tensor
     target: Tensor
 
+    def __post_init__(self) -> None:
+        fields = ("tokens", "noun_positions", "it_position", "target")
+        for name in fields:
+            value = getattr(self, name)
+            if not isinstance(value, Tensor) or value.dtype != torch.long:
+                got = f"dtype {value.dtype}" if isinstance(value, Tensor) else type(value).__name__
+                raise TypeError(f"{name} must be a torch.long tensor, got {got}")
+        n = self.tokens.shape[0] if self.tokens.dim() == 2 else -1
+        shapes = {name: tuple(getattr(self, name).shape) for name in fields}
+        expected = {"noun_positions": (n, 2), "it_position": (n,), "target": (n,)}
+        if n < 0 or any(shapes[name] != shape for name, shape in expected.items()):
+            raise ValueError(
+                f"expected tokens (N, T), noun_positions (N, 2), it_position (N,), target (N,); "
+                f"got {shapes}"
+            )
+        if not ((self.target == 0) | (self.target == 1)).all():
+            raise ValueError("target must hold 0 (first noun) or 1 (second noun)")
+
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
