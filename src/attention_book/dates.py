@@ -18,7 +18,7 @@ import datetime
 import hashlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
@@ -388,3 +388,48 @@ def month_word_span(example: DateExample) -> tuple[int, int]:
         if start >= 0:
             return start, start + len(word)
     raise ValueError(f"no month word for {example.date} in {example.source!r}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The hyperparameters that train a Transformer on this task, shared by the chapter and the
+    benchmark (``benchmarks/train_dates.py``) so that the two cannot drift apart.
+
+    The model is small (d_model 64, two encoder and two decoder layers) and trained with AdamW,
+    a short linear warm-up and a cosine decay, on batches of 128 pairs drawn from a fixed set of
+    training examples. ``dataclasses.replace(RECIPE, steps=...)`` gives a shorter run.
+    """
+
+    d_model: int = 64
+    num_heads: int = 4
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    d_ff: int = 128
+    dropout: float = 0.0
+    train_examples: int = 50_000
+    batch_size: int = 128
+    steps: int = 600
+    lr: float = 3e-3
+    warmup_steps: int = 60
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def model_kwargs(self) -> dict[str, int | float]:
+        """Keyword arguments for ``transformer.TransformerConfig``, vocabulary sizes included."""
+        model_fields = ("d_model", "num_heads", "num_encoder_layers", "num_decoder_layers")
+        kwargs: dict[str, int | float] = {
+            k: v for k, v in asdict(self).items() if k in model_fields
+        }
+        kwargs.update(
+            src_vocab_size=len(SOURCE_VOCAB),
+            tgt_vocab_size=len(TARGET_VOCAB),
+            d_ff=self.d_ff,
+            dropout=self.dropout,
+            max_len=max(MAX_SOURCE_LEN, TARGET_LEN),
+            pad_id=PAD_ID,
+        )
+        return kwargs
+
+
+RECIPE = Recipe()

@@ -1,0 +1,307 @@
+"""Tests for attention_book.decoding: teacher forcing, the loss, greedy decoding, beam search."""
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attention_book import dates, decoding, train, transformer
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+class MarkovModel(nn.Module):
+    """A stand-in with the encode/decode API: the next token depends on the last token and on
+    the mean of the source's (non-padding) embeddings. Small enough to search exhaustively."""
+
+    def __init__(self, src_vocab: int = 6, tgt_vocab: int = 5, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.transition = nn.Parameter(2.0 * torch.randn(tgt_vocab, tgt_vocab, generator=g))
+        self.src_embed = nn.Parameter(torch.randn(src_vocab, tgt_vocab, generator=g))
+
+    def encode(self, src):
+        memory = self.src_embed[src]  # (B, S) -> (B, S, V)
+        return memory, (src != PAD)[:, None, None, :]  # (B, S, V), (B, 1, 1, S)
+
+    def decode(self, tgt, memory, src_mask):
+        keep = src_mask[:, 0, 0, :, None].float()  # (B, S, 1)
+        context = (memory * keep).sum(1) / keep.sum(1)  # (B, V)
+        return self.transition[tgt] + context[:, None, :]  # (B, T, V)
+
+
+def small_transformer(seed: int = 0, eos_bias: float = 0.0) -> transformer.Transformer:
+    torch.manual_seed(seed)
+    config = transformer.TransformerConfig(
+        src_vocab_size=9, tgt_vocab_size=7, d_model=16, num_heads=2, d_ff=32, max_len=16
+    )
+    model = transformer.Transformer(config).eval()
+    with torch.no_grad():
+        model.generator.weight.mul_(4.0)  # sharper, more varied next-token choices
+        model.generator.bias.zero_()
+        model.generator.bias[EOS] = eos_bias  # let some sequences end early
+    return model
+
+
+def random_src(batch: int = 6, length: int = 5, vocab: int = 9, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(3, vocab, (batch, length), generator=g)  # (B, S)
+    src[0, -2:] = PAD  # one padded source
+    return src
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_teacher_forcing_shifts_by_one():
+    tgt = torch.tensor([[BOS, 5, 6, EOS, PAD]])
+    decoder_input, labels = decoding.teacher_forcing(tgt)
+    assert decoder_input.tolist() == [[BOS, 5, 6, EOS]]
+    assert labels.tolist() == [[5, 6, EOS, PAD]]
+    with pytest.raises(ValueError, match="at least <bos>"):
+        decoding.teacher_forcing(torch.tensor([[BOS]]))
+    with pytest.raises(TypeError, match="LongTensor"):
+        decoding.teacher_forcing(torch.zeros(2, 3))
+
+
+def test_smoothed_targets():
+    labels = torch.tensor([[3, 0]])
+    q = decoding.smoothed_targets(labels, num_classes=5, smoothing=0.1)  # (1, 2, 5)
+    assert q.shape == (1, 2, 5)
+    torch.testing.assert_close(q.sum(-1), torch.ones(1, 2))
+    assert math.isclose(q[0, 0, 3].item(), 0.9 + 0.1 / 5, rel_tol=1e-6)
+    assert math.isclose(q[0, 0, 1].item(), 0.1 / 5, rel_tol=1e-6)
+    torch.testing.assert_close(decoding.smoothed_targets(labels, 5), F.one_hot(labels, 5).float())
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        decoding.smoothed_targets(labels, 5, smoothing=1.0)
+    with pytest.raises(ValueError, match="must lie in"):
+        decoding.smoothed_targets(labels, 3)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_sequence_loss_is_cross_entropy_against_the_smoothed_targets(smoothing):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 6)
+    labels = torch.tensor([[4, 5, EOS, PAD], [3, EOS, PAD, PAD], [5, 5, 4, EOS]])
+    loss = decoding.sequence_loss(logits, labels, pad_id=PAD, label_smoothing=smoothing)
+    q = decoding.smoothed_targets(labels, 6, smoothing)  # (3, 4, 6)
+    per_token = -(q * F.log_softmax(logits, -1)).sum(-1)  # (3, 4)
+    keep = labels != PAD
+    torch.testing.assert_close(loss, per_token[keep].mean())
+
+
+def test_the_smoothed_loss_cannot_reach_zero():
+    labels = torch.tensor([[3, 4]])
+    q = decoding.smoothed_targets(labels, 5, 0.1)
+    entropy = -(q * q.log()).sum(-1).mean()
+    best = decoding.sequence_loss(q.log(), labels, label_smoothing=0.1)  # predict q itself
+    torch.testing.assert_close(best, entropy)
+    confident = decoding.sequence_loss(20.0 * F.one_hot(labels, 5).float(), labels, 0, 0.1)
+    assert confident > best > 0.3
+
+
+def test_sequence_loss_shape_errors():
+    with pytest.raises(ValueError, match="need the same"):
+        decoding.sequence_loss(torch.randn(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(B, T, V\)"):
+        decoding.sequence_loss(torch.randn(2, 5), torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_seq2seq_loss_matches_a_hand_written_forward():
+    model = small_transformer()
+    src = random_src()
+    tgt = torch.tensor([[BOS, 4, 5, EOS]] * src.shape[0])
+    logits = model(src, tgt[:, :-1])  # (B, 3, V)
+    expected = F.cross_entropy(logits.reshape(-1, 7), tgt[:, 1:].reshape(-1))
+    torch.testing.assert_close(decoding.seq2seq_loss(model, src, tgt), expected)
+
+
+def test_batch_loss_fn_is_reproducible_and_checks_arguments():
+    model = small_transformer()
+    src = random_src(batch=20, seed=1)
+    tgt = torch.tensor([[BOS, 4, 5, EOS]] * 20)
+    a = decoding.batch_loss_fn(src, tgt, 8, seed=3)
+    b = decoding.batch_loss_fn(src, tgt, 8, seed=3)
+    assert [a(model, i).item() for i in range(3)] == [b(model, i).item() for i in range(3)]
+    with pytest.raises(ValueError, match="exceeds"):
+        decoding.batch_loss_fn(src, tgt, 21)
+    with pytest.raises(ValueError, match="same number of rows"):
+        decoding.batch_loss_fn(src, tgt[:5], 4)
+
+
+def test_warmup_cosine_schedule():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = decoding.warmup_cosine_schedule(opt, warmup_steps=4, total_steps=12, final_ratio=0.1)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert lrs[:5] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+    assert all(x >= y for x, y in itertools.pairwise(lrs[4:]))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="must exceed"):
+        decoding.warmup_cosine_schedule(opt, warmup_steps=5, total_steps=5)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def test_greedy_decode_takes_the_argmax_and_pads_after_eos():
+    model = MarkovModel(seed=1)
+    src = torch.tensor([[3, 4, 5], [5, PAD, PAD]])
+    out = decoding.greedy_decode(model, src, max_len=6)
+    # Recompute by hand, one sequence at a time, without batching or padding logic.
+    for row, source in zip(out, src, strict=True):
+        source = source[source != PAD][None]  # (1, S')
+        memory, mask = model.encode(source)
+        prefix = [BOS]
+        while len(prefix) <= 6 and prefix[-1] != EOS:
+            logits = model.decode(torch.tensor([prefix]), memory, mask)[0, -1]
+            prefix.append(int(logits.argmax()))
+        generated = prefix[1:]
+        assert row[: len(generated)].tolist() == generated
+        assert (row[len(generated) :] == PAD).all()
+
+
+def test_greedy_decode_stops_when_every_sequence_is_finished():
+    model = small_transformer(eos_bias=50.0)  # <eos> always wins
+    out = decoding.greedy_decode(model, random_src(), max_len=10)
+    assert out.shape == (6, 1) and (out == EOS).all()
+    out = decoding.greedy_decode(small_transformer(eos_bias=-50.0), random_src(), max_len=7)
+    assert out.shape == (6, 7) and not (out == EOS).any()
+
+
+def test_greedy_output_agrees_with_a_teacher_forced_forward():
+    """Incremental decoding and one causal forward pass over the result give the same argmax."""
+    model = small_transformer(seed=2, eos_bias=1.0)
+    src = random_src(batch=8, seed=2)
+    out = decoding.greedy_decode(model, src, max_len=8)  # (B, L)
+    decoder_input = torch.cat([torch.full_like(out[:, :1], BOS), out[:, :-1]], 1)  # (B, L)
+    logits = model(src, decoder_input)  # (B, L, V)
+    is_eos = (out == EOS).long()
+    live = (is_eos.cumsum(1) - is_eos) == 0  # up to and including the first <eos>
+    assert torch.equal(logits.argmax(-1)[live], out[live])
+
+
+def test_beam_search_of_width_one_is_greedy():
+    ended_early, tokens_seen = 0, set()
+    for seed in range(8):
+        model = small_transformer(seed=seed, eos_bias=1.0)
+        src = random_src(batch=16, seed=seed)
+        greedy = decoding.greedy_decode(model, src, max_len=9)
+        beam, scores = decoding.beam_search(model, src, max_len=9, beam_width=1)
+        assert torch.equal(beam, greedy)
+        torch.testing.assert_close(scores, decoding.sequence_log_prob(model, src, greedy))
+        ended_early += int(((greedy == EOS).any(1) & (greedy[:, -1] == PAD)).sum())
+        tokens_seen |= set(greedy.unique().tolist())
+    # The comparison covered sequences that stopped early and many different tokens.
+    assert ended_early >= 10 and len(tokens_seen) >= 5
+
+
+def test_beam_search_width_one_equals_greedy_on_the_markov_stand_in():
+    model = MarkovModel(seed=4)
+    src = torch.randint(3, 6, (32, 4), generator=torch.Generator().manual_seed(4))
+    greedy = decoding.greedy_decode(model, src, max_len=5)
+    beam, _ = decoding.beam_search(model, src, max_len=5, beam_width=1)
+    assert torch.equal(beam, greedy)
+
+
+def test_a_wide_beam_finds_the_most_probable_sequence():
+    """With K >= V^L nothing is pruned, so beam search is exhaustive search."""
+    model = MarkovModel(seed=5)
+    V, L = 5, 3
+    src = torch.randint(3, 6, (12, 4), generator=torch.Generator().manual_seed(5))
+    tokens, scores = decoding.beam_search(model, src, max_len=L, beam_width=V**L)
+    every = torch.tensor(list(itertools.product(range(V), repeat=L)))  # (V^L, L)
+    for i in range(src.shape[0]):
+        all_scores = decoding.sequence_log_prob(model, src[i : i + 1].expand(len(every), -1), every)
+        assert scores[i].item() == pytest.approx(all_scores.max().item(), abs=1e-5)
+    torch.testing.assert_close(scores, decoding.sequence_log_prob(model, src, tokens))
+    greedy = decoding.greedy_decode(model, src, max_len=L)
+    greedy_scores = decoding.sequence_log_prob(model, src, greedy)
+    assert (scores >= greedy_scores - 1e-5).all()
+
+
+def test_beam_search_beats_greedy_when_the_first_choice_misleads():
+    """First p(A) = 0.5 > p(B) = 0.4, but then p(<eos> | A) = 0.3 and p(<eos> | B) = 0.9."""
+    A, B = 3, 4
+    probs = torch.full((5, 5), 1e-4)
+    probs[BOS, [A, B, EOS]] = torch.tensor([0.5, 0.4, 0.1])
+    probs[A, [EOS, A, B]] = torch.tensor([0.3, 0.4, 0.3])
+    probs[B, [EOS, A]] = torch.tensor([0.9, 0.1])
+    probs[[EOS, PAD], EOS] = 1.0
+    model = MarkovModel(tgt_vocab=5)
+    with torch.no_grad():
+        model.transition.copy_(probs.log())
+        model.src_embed.zero_()
+    src = torch.tensor([[3, 4]])
+    greedy = decoding.greedy_decode(model, src, max_len=2)
+    beam, score = decoding.beam_search(model, src, max_len=2, beam_width=2)
+    assert greedy.tolist() == [[A, A]]  # 0.5 * 0.4 = 0.2, and no <eos> within 2 tokens
+    assert beam.tolist() == [[B, EOS]]  # 0.4 * 0.9 = 0.36
+    assert math.isclose(score.exp().item(), 0.36, rel_tol=1e-3)
+
+
+def test_beam_search_scores_are_those_of_its_sequences_and_it_restores_the_mode():
+    model = small_transformer(seed=6, eos_bias=1.0).train()
+    src = random_src(batch=10, seed=6)
+    tokens, scores = decoding.beam_search(model, src, max_len=8, beam_width=3)
+    assert model.training  # restored after decoding in eval mode
+    assert tokens.shape[0] == 10 and tokens.shape[1] <= 8
+    torch.testing.assert_close(scores, decoding.sequence_log_prob(model, src, tokens))
+    ranked, _ = decoding.beam_search(model, src, max_len=8, beam_width=3, length_penalty=1.0)
+    assert ranked.shape[0] == 10
+
+
+def test_decoding_rejects_bad_arguments():
+    model = small_transformer()
+    src = random_src()
+    with pytest.raises(ValueError, match="max_len"):
+        decoding.greedy_decode(model, src, max_len=0)
+    with pytest.raises(ValueError, match="beam_width"):
+        decoding.beam_search(model, src, max_len=4, beam_width=0)
+    with pytest.raises(TypeError, match="LongTensor"):
+        decoding.greedy_decode(model, src.float(), max_len=4)
+    with pytest.raises(ValueError, match="length_penalty"):
+        decoding.beam_search(model, src, max_len=4, length_penalty=-1.0)
+    with pytest.raises(ValueError, match="differ in B"):
+        decoding.sequence_log_prob(model, src, src[:2])
+
+
+def test_exact_match():
+    assert decoding.exact_match(["2026-11-22", "2026-11-23"], ["2026-11-22", "2026-11-22"]) == 0.5
+    with pytest.raises(ValueError, match="2 predictions for 1"):
+        decoding.exact_match(["a", "b"], ["a"])
+    with pytest.raises(TypeError, match="not a string"):
+        decoding.exact_match("ab", "ab")
+
+
+def test_translate_in_chunks_equals_one_batch():
+    model = small_transformer(seed=7, eos_bias=1.0)
+    src = random_src(batch=10, seed=7)
+    to_text = lambda ids: [" ".join(map(str, row.tolist())) for row in ids]
+    whole = decoding.translate(model, src, to_text, max_len=6, batch_size=10)
+    chunked = decoding.translate(model, src, to_text, max_len=6, batch_size=3)
+    # Chunks may end at different lengths, so compare up to the trailing padding.
+    assert [w.rstrip(" 0") for w in whole] == [c.rstrip(" 0") for c in chunked]
+    beams = decoding.translate(model, src, to_text, max_len=6, beam_width=2)
+    assert len(beams) == 10
+
+
+def test_a_tiny_transformer_overfits_a_few_dates():
+    torch.manual_seed(0)
+    examples = dates.sample(16, "train", seed=11)
+    src, tgt = dates.encode_examples(examples)
+    config = transformer.TransformerConfig(
+        len(dates.SOURCE_VOCAB), len(dates.TARGET_VOCAB), d_model=32, num_heads=2, d_ff=64
+    )
+    model = transformer.Transformer(config)
+    loss_fn = lambda m, step: decoding.seq2seq_loss(m, src, tgt)
+    history = train.fit(model, loss_fn, steps=150, lr=3e-3, progress=False)
+    assert history.final_loss < 0.05
+    out = decoding.greedy_decode(model, src, max_len=dates.TARGET_LEN - 1)
+    assert dates.TARGET_VOCAB.decode_batch(out) == [e.target for e in examples]
