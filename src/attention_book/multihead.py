@@ -113,8 +113,9 @@ class MultiHeadAttention(nn.Module):
             weights = None
             empty = None
             if mask is not None:
-                # The fused kernel returns NaN for a query that may attend to nothing; let such
-                # rows attend everywhere, then zero them, so the result matches the explicit path.
+                # For a query that may attend to nothing, fused kernels have returned NaN (older
+                # PyTorch, some backends; 2.13 on the CPU gives zeros). Let such rows attend
+                # everywhere, then zero them: the result matches the explicit path on any version.
                 empty = ~mask.any(dim=-1, keepdim=True)  # (..., T, 1)
                 mask = mask | empty
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
