@@ -103,6 +103,19 @@ def test_jacobian_vanishes_for_one_hot_and_zero_rows():
     assert_close(diagnostics.softmax_jacobian(torch.zeros(3)), torch.zeros(3, 3))
 
 
+def test_jacobian_keeps_the_diagonal_of_a_saturated_row():
+    # In float64 s_0 rounds to exactly 1, so the textbook diagonal s_0 (1 - s_0) is 0.
+    s = attention.softmax(torch.tensor([0.0, -40.0, -50.0], dtype=torch.float64))
+    assert s[0].item() == 1.0 and s[1].item() > 0
+    naive = torch.diag(s) - torch.outer(s, s)
+    assert naive[0, 0].item() == 0.0 and naive.sum(dim=1)[0].item() < 0  # row 0 no longer sums to 0
+    jac = diagnostics.softmax_jacobian(s)
+    exact = math.exp(-40) + math.exp(-50)  # s_0 (1 - s_0) to a relative error of about e^-40
+    assert math.isclose(jac[0, 0].item(), exact, rel_tol=1e-12)
+    assert_close(jac.sum(dim=1), torch.zeros(3, dtype=torch.float64), atol=1e-30, rtol=0)
+    assert math.isclose(jac.norm().item(), 2 * math.exp(-40), rel_tol=1e-4)  # e^-10 corrections
+
+
 def test_jacobian_rejects_bad_input():
     with pytest.raises(TypeError, match="torch.Tensor"):
         diagnostics.softmax_jacobian([0.5, 0.5])

@@ -71,6 +71,11 @@ def softmax_jacobian(weights: Tensor) -> Tensor:
     If ``s = softmax(x)`` then ``∂s_i/∂x_j = s_i (δ_ij - s_j)``, that is ``diag(s) - s sᵀ``.
     It depends on ``x`` only through ``s``, which is why the weights are the argument.
 
+    The diagonal ``s_i (1 - s_i)`` is computed as ``s_i · Σ_{j≠i} s_j``. The two are equal
+    when the weights sum to 1, but ``1 - s_i`` cancels catastrophically when ``s_i`` is within
+    rounding of 1: in float64, ``softmax([0, -40])`` has ``s_0 == 1.0`` exactly, so ``1 - s_0``
+    is 0 although ``s_1 ≈ 4e-18`` is not. The sum of the other weights keeps every digit.
+
     Args:
         weights: softmax outputs ``s`` of shape ``(..., n)``; each last-dimension slice is
             non-negative and sums to 1 (or is all zero, which gives a zero Jacobian).
@@ -80,5 +85,8 @@ def softmax_jacobian(weights: Tensor) -> Tensor:
         rows and columns sum to 0.
     """
     s = _check_weights(weights, -1)
+    n = s.shape[-1]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=s.device)  # (n, n)
     outer = s.unsqueeze(-1) * s.unsqueeze(-2)  # (..., n, 1) * (..., 1, n) -> (..., n, n)
-    return torch.diag_embed(s) - outer  # (..., n) -> (..., n, n)
+    others = (s.unsqueeze(-2) * off_diagonal).sum(dim=-1)  # (..., 1, n) -> (..., n, n) -> (..., n)
+    return torch.diag_embed(s * others) - outer * off_diagonal  # (..., n) -> (..., n, n)
