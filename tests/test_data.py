@@ -43,11 +43,57 @@ def test_vocab_rejects_bad_tokens_and_ids():
         vocab.decode(torch.ones(2, 2, dtype=torch.long))
 
 
+def test_vocab_rejects_upper_case_tokens():
+    # encode lower-cases strings, so an upper-case token could never be encoded from one.
+    with pytest.raises(ValueError, match=r"lower-case.*\['She'\]"):
+        data.Vocab(["She", "went"])
+    vocab = data.Vocab(["she"])
+    assert vocab.encode("She SHE she").tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="unknown tokens"):
+        vocab.encode(["She"])  # a list of tokens is taken as it is
+
+
+def test_vocab_decode_rejects_non_integer_ids():
+    vocab = data.Vocab(["a", "b"])
+    with pytest.raises(TypeError, match=r"ids must be ints.*\[1.0\]"):
+        vocab.decode([1.0])
+    with pytest.raises(TypeError, match="ids must be ints"):
+        vocab.decode(torch.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="ids must be ints"):
+        vocab.decode([True])
+    assert vocab.decode(torch.tensor([1, 2], dtype=torch.int32)) == "a b"
+
+
 def test_pronoun_vocab_holds_every_word_of_the_task():
     words = [*data.ANIMALS, *data.OBJECTS, *data.ANIMATE_PREDICATES, *data.OBJECT_PREDICATES]
     words += [*data.RELATIONS, "the", "was", "and", "it"]
     assert len(set(words)) == len(words) == len(data.PRONOUN_VOCAB) - 1
     assert data.PRONOUN_VOCAB.decode(data.PRONOUN_VOCAB.encode(words)) == " ".join(words)
+
+
+# --- check_word_lists ----------------------------------------------------------------------
+
+
+def test_word_lists_of_the_task_fit_the_pairing_rule():
+    lists = (data.ANIMALS, data.OBJECTS, data.ANIMATE_PREDICATES, data.OBJECT_PREDICATES)
+    assert len({len(words) for words in lists}) == 1
+    assert len(data.ANIMALS) % data.HELD_OUT_PERIOD == 0
+    data.check_word_lists(*lists, data.HELD_OUT_PERIOD)  # raises nothing
+
+
+def test_check_word_lists_rejects_lists_that_break_the_rule():
+    four = ("a", "b", "c", "d")
+    data.check_word_lists(four, four, four, four, 4)
+    data.check_word_lists(four, four, four, four, 2)
+    with pytest.raises(ValueError, match="same length"):
+        data.check_word_lists(four, four, four, four[:3], 1)
+    with pytest.raises(ValueError, match="same length"):
+        data.check_word_lists(four + ("e",), four, four, four, 1)
+    with pytest.raises(ValueError, match="dividing the list length 4, got 3"):
+        data.check_word_lists(four, four, four, four, 3)
+    for period in (0, -4, True, 2.0):
+        with pytest.raises(ValueError, match="positive int"):
+            data.check_word_lists(four, four, four, four, period)
 
 
 # --- pronoun_dataset -----------------------------------------------------------------------
@@ -186,3 +232,18 @@ def test_examples_validate_their_fields():
         data.PronounExamples(ex.tokens.float(), ex.noun_positions, ex.it_position, ex.target)
     with pytest.raises(ValueError, match="0 \\(first noun\\) or 1"):
         data.PronounExamples(ex.tokens, ex.noun_positions, ex.it_position, ex.target + 2)
+
+
+def test_examples_reject_positions_outside_the_sentence():
+    ex = data.pronoun_dataset(3, _gen())
+    t = data.SENTENCE_LENGTH
+    with pytest.raises(ValueError, match=r"noun_positions must lie in \[0, T\) = \[0, 10\)"):
+        data.PronounExamples(ex.tokens, ex.noun_positions + t - 1, ex.it_position, ex.target)
+    with pytest.raises(ValueError, match=r"noun_positions must lie in \[0, T\)"):
+        data.PronounExamples(ex.tokens, ex.noun_positions - 2, ex.it_position, ex.target)
+    with pytest.raises(ValueError, match=r"it_position must lie in \[0, T\).*from 10 to 10"):
+        data.PronounExamples(ex.tokens, ex.noun_positions, ex.it_position + 3, ex.target)
+    with pytest.raises(ValueError, match=r"it_position must lie in \[0, T\)"):
+        data.PronounExamples(ex.tokens, ex.noun_positions, -ex.it_position, ex.target)
+    last = torch.full_like(ex.it_position, t - 1)  # the last position is allowed
+    assert len(data.PronounExamples(ex.tokens, ex.noun_positions, last, ex.target)) == 3

@@ -53,11 +53,50 @@ PAD = "<pad>"
 SPLITS = ("train", "test")
 
 
+def check_word_lists(
+    animals: Sequence[str],
+    objects: Sequence[str],
+    animate_predicates: Sequence[str],
+    object_predicates: Sequence[str],
+    period: int,
+) -> None:
+    """Check that the word lists fit the pairing rule; raise ValueError if they do not.
+
+    :func:`pronoun_dataset` picks the predicate ``(referent + offset) % n`` for animals and
+    objects alike, with one ``n``, and holds out the offsets that are multiples of ``period``.
+    That is a quarter (for ``period = 4``) of the pairings, two per noun and two per predicate,
+    and agrees with :func:`is_held_out`, only when the four lists have the same length ``n`` and
+    ``period`` divides ``n``.
+
+    Args:
+        animals, objects, animate_predicates, object_predicates: the four word lists.
+        period: the held-out period, a positive int.
+    """
+    lengths = {
+        "animals": len(animals),
+        "objects": len(objects),
+        "animate_predicates": len(animate_predicates),
+        "object_predicates": len(object_predicates),
+    }
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"the four word lists must have the same length, got {lengths}")
+    n = lengths["animals"]
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1 or n % period:
+        raise ValueError(
+            f"the held-out period must be a positive int dividing the list length {n}, "
+            f"got {period!r}"
+        )
+
+
+check_word_lists(ANIMALS, OBJECTS, ANIMATE_PREDICATES, OBJECT_PREDICATES, HELD_OUT_PERIOD)
+
+
 class Vocab:
     """A word-level tokenizer: a fixed list of tokens, ``<pad>`` first (id 0).
 
     Args:
-        tokens: the words, without ``<pad>``; each must be unique and contain no space.
+        tokens: the words, without ``<pad>``; each must be unique, lower-case (``encode``
+            lower-cases the strings it is given) and contain no space.
     """
 
     def __init__(self, tokens: Sequence[str]) -> None:
@@ -65,6 +104,11 @@ class Vocab:
         for token in tokens:
             if not isinstance(token, str) or not token or " " in token or token == PAD:
                 raise ValueError(f"a token must be a non-empty str without spaces, got {token!r}")
+        upper = [token for token in tokens if token != token.lower()]
+        if upper:
+            raise ValueError(
+                f"tokens must be lower-case, because encode lower-cases a string; got {upper}"
+            )
         if len(set(tokens)) != len(tokens):
             raise ValueError("tokens must be unique")
         self.tokens: list[str] = [PAD, *tokens]
@@ -82,7 +126,8 @@ class Vocab:
         """Token ids of a sentence.
 
         Args:
-            sentence: a string split at whitespace (case-insensitive), or a list of tokens.
+            sentence: a string, lower-cased and split at whitespace, or a list of tokens,
+                taken as they are.
 
         Returns:
             A ``(T,)`` long tensor.
@@ -94,10 +139,20 @@ class Vocab:
         return torch.tensor([self._ids[w] for w in words], dtype=torch.long)
 
     def decode(self, ids: Tensor | Sequence[int]) -> str:
-        """The sentence for a ``(T,)`` sequence of ids, with ``<pad>`` tokens dropped."""
+        """The sentence for a ``(T,)`` sequence of integer ids, with ``<pad>`` tokens dropped.
+
+        Args:
+            ids: a ``(T,)`` integer tensor or a sequence of ints.
+
+        Returns:
+            The tokens joined by single spaces.
+        """
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         if any(isinstance(i, list) for i in ids):
             raise ValueError("decode takes one sentence, a 1-d sequence of ids")
+        not_int = [i for i in ids if isinstance(i, bool) or not isinstance(i, int)]
+        if not_int:
+            raise TypeError(f"ids must be ints (or an integer tensor), got {not_int}")
         bad = [i for i in ids if not 0 <= i < len(self)]
         if bad:
             raise ValueError(f"ids {bad} are outside the vocabulary of {len(self)} tokens")
@@ -135,8 +190,8 @@ class PronounExamples:
 
     Attributes:
         tokens: ``(N, T)`` long token ids (``T = SENTENCE_LENGTH``).
-        noun_positions: ``(N, 2)`` long: the positions of the first and the second noun.
-        it_position: ``(N,)`` long: the position of "it".
+        noun_positions: ``(N, 2)`` long in ``[0, T)``: the positions of the two nouns.
+        it_position: ``(N,)`` long in ``[0, T)``: the position of "it".
         target: ``(N,)`` long in {0, 1}: which of the two nouns "it" refers to.
     """
 
@@ -162,6 +217,14 @@ class PronounExamples:
             )
         if not ((self.target == 0) | (self.target == 1)).all():
             raise ValueError("target must hold 0 (first noun) or 1 (second noun)")
+        t = self.tokens.shape[1]
+        for name in ("noun_positions", "it_position"):
+            value = getattr(self, name)
+            if ((value < 0) | (value >= t)).any():
+                raise ValueError(
+                    f"{name} must lie in [0, T) = [0, {t}), got values from "
+                    f"{value.min().item()} to {value.max().item()}"
+                )
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -222,17 +285,18 @@ def pronoun_dataset(
     allowed = offsets[held] if split == "test" else offsets[~held]
     offset = allowed[torch.randint(len(allowed), (n,), generator=g)]  # (N,)
     referent = torch.where(refers_to_animal, animal, obj)
+    # One index rule serves both kinds of predicate: check_word_lists guarantees equal lengths.
     predicate = (referent + offset) % len(ANIMATE_PREDICATES)  # (N,)
 
-    ids = PRONOUN_VOCAB._ids
-    animal_ids = torch.tensor([ids[w] for w in ANIMALS])[animal]  # (N,)
-    object_ids = torch.tensor([ids[w] for w in OBJECTS])[obj]  # (N,)
-    animate_ids = torch.tensor([ids[w] for w in ANIMATE_PREDICATES])[predicate]
-    inanimate_ids = torch.tensor([ids[w] for w in OBJECT_PREDICATES])[predicate]
-    tokens = torch.tensor([ids[w] if w else 0 for w in _FRAME]).repeat(n, 1)  # (N, T)
+    encode = PRONOUN_VOCAB.encode
+    animal_ids = encode(ANIMALS)[animal]  # (8,) -> (N,)
+    object_ids = encode(OBJECTS)[obj]  # (8,) -> (N,)
+    animate_ids = encode(ANIMATE_PREDICATES)[predicate]  # (8,) -> (N,)
+    inanimate_ids = encode(OBJECT_PREDICATES)[predicate]  # (8,) -> (N,)
+    tokens = encode([w or PAD for w in _FRAME]).repeat(n, 1)  # (T,) -> (N, T)
     tokens[:, NOUN_POSITIONS[0]] = torch.where(animal_first, animal_ids, object_ids)
     tokens[:, NOUN_POSITIONS[1]] = torch.where(animal_first, object_ids, animal_ids)
-    tokens[:, RELATION_POSITION] = torch.tensor([ids[w] for w in RELATIONS])[relation]
+    tokens[:, RELATION_POSITION] = encode(RELATIONS)[relation]  # (N,)
     tokens[:, PREDICATE_POSITION] = torch.where(refers_to_animal, animate_ids, inanimate_ids)
     # target 0 means the first noun: the animal comes first exactly when it is the referent's
     # position 0, i.e. when animal_first agrees with refers_to_animal.
