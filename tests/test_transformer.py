@@ -29,6 +29,11 @@ def _padding(lengths: list[int], S: int) -> torch.Tensor:
     return torch.arange(S)[None, :] < torch.tensor(lengths)[:, None]
 
 
+def _each_position_changed(after: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+    """(T,) bool for a batch of one: True where the output vector at that position moved."""
+    return (after - before).abs().amax(-1)[0] > 1e-6  # (1, T, D) -> (T,)
+
+
 def _tiny_config(**changes) -> TransformerConfig:
     base = dict(
         src_vocab_size=11,
@@ -212,9 +217,99 @@ def test_decoder_layer_matches_torch(activation, norm_first):
     assert_close(got, expected)
 
 
-def test_decoder_layer_from_torch_rejects_other_modules():
+def test_decoder_layer_from_torch_rejects_unsupported_layers():
     with pytest.raises(TypeError, match="TransformerDecoderLayer"):
         DecoderLayer.from_torch(nn.TransformerEncoderLayer(D, H, D_FF))
+    with pytest.raises(ValueError, match="bias"):
+        DecoderLayer.from_torch(nn.TransformerDecoderLayer(D, H, D_FF, bias=False))
+    with pytest.raises(ValueError, match="activation"):
+        DecoderLayer.from_torch(nn.TransformerDecoderLayer(D, H, D_FF, activation=torch.tanh))
+    with pytest.raises(ValueError, match="activation"):
+        DecoderLayer.from_torch(
+            nn.TransformerDecoderLayer(D, H, D_FF, activation=nn.GELU(approximate="tanh"))
+        )
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_from_torch_keeps_the_training_mode(training):
+    enc = nn.TransformerEncoderLayer(D, H, D_FF, dropout=0.1, batch_first=True).train(training)
+    dec = nn.TransformerDecoderLayer(D, H, D_FF, dropout=0.1, batch_first=True).train(training)
+    for ours in (EncoderLayer.from_torch(enc), DecoderLayer.from_torch(dec)):
+        assert ours.training is training
+        assert all(m.training is training for m in ours.modules())
+
+
+def test_decoder_layer_gradcheck_float64():
+    torch.manual_seed(0)
+    layer = DecoderLayer(4, 2, 8, activation="gelu").double()
+    x = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
+    memory = torch.randn(1, 2, 4, dtype=torch.float64, requires_grad=True)
+    causal = attention.causal_mask(3)
+    src_mask = torch.tensor([True, False])[None, None, None, :]  # (1, 1, 1, S)
+    assert torch.autograd.gradcheck(lambda t, m: layer(t, m, causal, src_mask), (x, memory))
+    layer.norm_first = True
+    layer.record_weights = True
+    assert torch.autograd.gradcheck(lambda t, m: layer(t, m, causal, src_mask), (x, memory))
+
+
+def test_decoder_layer_gives_padded_target_keys_zero_weight():
+    torch.manual_seed(0)
+    layer = DecoderLayer(D, H, D_FF).eval()
+    layer.record_weights = True
+    x, memory = torch.randn(2, 5, D), torch.randn(2, 4, D)
+    tgt_keep = _padding([5, 3], 5)  # the second target has two padded positions
+    tgt_mask = attention.causal_mask(5) & tgt_keep[:, None, None, :]  # (B, 1, T, T)
+    out = layer(x, memory, tgt_mask)
+    w = layer.self_weights  # (B, H, T, T)
+    assert w[1, :, :, 3:].abs().max() == 0  # no query reads a padded target key
+    assert_close(w.sum(-1), torch.ones(2, H, 5))
+    # Whatever sits at the padded target positions, the real positions' outputs are the same.
+    x_other = x.clone()
+    x_other[1, 3:] = 100 * torch.randn(2, D)
+    assert_close(layer(x_other, memory, tgt_mask)[tgt_keep], out[tgt_keep])
+
+
+def test_recorded_weights_in_training_mode_are_after_dropout():
+    torch.manual_seed(0)
+    p = 0.5
+    layer = EncoderLayer(D, H, D_FF, dropout=p).eval()
+    layer.record_weights = True
+    x = torch.randn(2, 5, D)
+    layer(x)
+    softmax_w = layer.self_weights  # (B, H, T, T), rows sum to 1
+    layer.train()
+    layer(x)  # post-LN: self-attention sees x itself, so only dropout differs
+    dropped = layer.self_weights
+    kept = dropped != 0
+    assert 0 < kept.float().mean() < 1  # some weights dropped, some kept
+    assert_close(dropped[kept], softmax_w[kept] / (1 - p))  # the kept ones are rescaled
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_stack_matches_torch(norm_first):
+    torch.manual_seed(0)
+    proto = nn.TransformerDecoderLayer(
+        D, H, D_FF, dropout=0.0, batch_first=True, norm_first=norm_first
+    )
+    # Post-LN: compare with norm=None (ours adds no final norm); pre-LN: both end with one.
+    final = nn.LayerNorm(D) if norm_first else None
+    ref = nn.TransformerDecoder(proto, 3, norm=final).eval()
+    ours = Decoder(3, D, H, D_FF, norm_first=norm_first).eval()
+    ours.layers = nn.ModuleList(DecoderLayer.from_torch(layer) for layer in ref.layers)
+    if norm_first:
+        ours.norm.load_state_dict(ref.norm.state_dict())
+    x, memory = torch.randn(2, 5, D), torch.randn(2, 6, D)
+    causal = attention.causal_mask(5)
+    tgt_keep, src_keep = _padding([5, 3], 5), _padding([6, 4], 6)
+    expected = ref(
+        x,
+        memory,
+        tgt_mask=~causal,
+        tgt_key_padding_mask=~tgt_keep,
+        memory_key_padding_mask=~src_keep,
+    )
+    got = ours(x, memory, causal & tgt_keep[:, None, None, :], src_keep[:, None, None, :])
+    assert_close(got, expected)
 
 
 def test_decoder_layer_recorded_weights_equal_fused_path():
@@ -242,7 +337,7 @@ def test_decoder_layer_is_causal():
     x2[:, 4:] = torch.randn(1, 2, D)  # change the future (positions 4 and 5)
     after = layer(x2, memory, mask)
     assert_close(after[:, :4], before[:, :4])
-    assert not torch.allclose(after[:, 4:], before[:, 4:])
+    assert _each_position_changed(after, before).tolist() == [False] * 4 + [True] * 2
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -264,6 +359,19 @@ def test_layers_reject_bad_sizes():
         Encoder(0, 8, 2, 8)
     with pytest.raises(ValueError, match="d_model"):
         EncoderLayer(8, 2, 8)(torch.randn(2, 3, 6))
+
+
+@pytest.mark.parametrize("cls", [EncoderLayer, DecoderLayer])
+@pytest.mark.parametrize("bad", [1, 0, "no", None, torch.tensor(True)])
+def test_layers_require_a_bool_norm_first(cls, bad):
+    with pytest.raises(TypeError, match="norm_first must be a bool"):
+        cls(8, 2, 8, norm_first=bad)
+
+
+@pytest.mark.parametrize("cls", [Encoder, Decoder])
+def test_stacks_require_a_bool_norm_first(cls):
+    with pytest.raises(TypeError, match="norm_first must be a bool"):
+        cls(2, 8, 2, 8, norm_first=1)
 
 
 # --- Transformer ---------------------------------------------------------------------------
@@ -295,9 +403,10 @@ def test_transformer_ignores_source_padding():
     assert_close(model(padded, tgt), model(src, tgt))
 
 
-def test_transformer_decode_is_causal():
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_decode_is_causal(norm_first):
     torch.manual_seed(0)
-    model = Transformer(_tiny_config(norm_first=True)).eval()
+    model = Transformer(_tiny_config(norm_first=norm_first)).eval()
     src = torch.tensor([[3, 4, 5, 6]])
     memory, src_mask = model.encode(src)
     tgt = torch.tensor([[1, 2, 3, 4, 5]])
@@ -305,7 +414,7 @@ def test_transformer_decode_is_causal():
     before = model.decode(tgt, memory, src_mask)
     after = model.decode(changed, memory, src_mask)
     assert_close(after[:, :3], before[:, :3])
-    assert not torch.allclose(after[:, 3:], before[:, 3:])
+    assert _each_position_changed(after, before).tolist() == [False] * 3 + [True] * 2
     # Teacher forcing equals feeding the prefixes one at a time.
     for t in range(1, 6):
         assert_close(model.decode(tgt[:, :t], memory, src_mask)[:, -1], before[:, t - 1])
@@ -420,3 +529,11 @@ def test_transformer_rejects_bad_inputs():
     memory, src_mask = model.encode(ok)
     with pytest.raises(ValueError, match="memory"):
         model.decode(torch.tensor([[1], [1]]), memory, src_mask)
+    with pytest.raises(ValueError, match=r"d_model=16.*\(1, 3, 8\)"):
+        model.decode(ok, memory[..., :8], src_mask)
+    with pytest.raises(ValueError, match=r"src_mask must be \(B, 1, 1, S\) = \(1, 1, 1, 3\)"):
+        model.decode(ok, memory, src_mask[:, :, :, :2])
+    with pytest.raises(ValueError, match=r"got \(1, 3\)"):
+        model.decode(ok, memory, src_mask[:, 0, 0])
+    with pytest.raises(ValueError, match="src_mask"):
+        model.decode(ok, memory, None)

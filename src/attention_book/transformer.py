@@ -8,6 +8,11 @@ network. Every sub-layer sits inside a residual connection with layer normalisat
 * pre-LN (``norm_first=True``, most modern models): ``x = x + dropout(sublayer(norm(x)))``,
   with one more LayerNorm at the end of the stack.
 
+Dropout: the paper (section 5.4) drops each sub-layer's output before the residual add and the
+sums of embeddings and positional encodings. Like PyTorch's ``nn.Transformer*`` layers, this
+package also drops the attention weights and the feed-forward hidden activation, with the same
+probability; that extra dropout is PyTorch's choice, not the paper's.
+
 Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
 """
 
@@ -34,6 +39,12 @@ def _check_activation(activation: str) -> None:
 def _check_positive_int(name: str, n: object) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"{name} must be a positive int, got {n!r}")
+
+
+def _check_norm_first(norm_first: object) -> None:
+    # A truthy non-bool (1, "no", a tensor) would silently pick a wiring; demand a real bool.
+    if not isinstance(norm_first, bool):
+        raise TypeError(f"norm_first must be a bool, got {norm_first!r}")
 
 
 def _check_dropout(p: object) -> None:
@@ -77,11 +88,14 @@ class FeedForward(nn.Module):
     Args:
         d_model: D, the width of inputs and outputs.
         d_ff: the hidden width (2048 = 4 x 512 in the paper).
-        dropout: dropout on the hidden activations (training only), as in PyTorch.
+        dropout: dropout on the hidden activations (training only), as in PyTorch; the paper
+            has no dropout inside the network.
         activation: ``"relu"`` (the paper) or ``"gelu"``.
     """
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"
+    ) -> None:
         super().__init__()
         _check_positive_int("d_model", d_model)
         _check_positive_int("d_ff", d_ff)
@@ -109,19 +123,28 @@ class FeedForward(nn.Module):
 class EncoderLayer(nn.Module):
     """Self-attention and a feed-forward network, each in a residual block with LayerNorm.
 
+    One layer of the paper's encoder (section 3.1): ``LN(x + dropout(SelfAttn(x)))``, then
+    ``LN(z + dropout(FFN(z)))`` in the default post-LN wiring.
+
     Args:
         d_model: D.
         num_heads: H; must divide ``d_model``.
         d_ff: hidden width of the feed-forward network.
-        dropout: one probability for attention weights, the feed-forward hidden layer and each
-            sub-layer's output before the residual add (as in PyTorch).
+        dropout: one probability for each sub-layer's output before the residual add (the
+            paper's residual dropout, section 5.4) and, as in PyTorch but not in the paper, for
+            the attention weights and the feed-forward hidden layer.
         activation: ``"relu"`` or ``"gelu"``.
-        norm_first: False for post-LN (the paper), True for pre-LN.
+        norm_first: a bool; False for post-LN (the paper), True for pre-LN.
 
     Attributes:
         record_weights: when True, ``forward`` takes the explicit attention path and stores the
             detached ``(B, H, T, T)`` weights in ``self_weights``; when False (the default) it
-            uses the fused kernel, which is faster.
+            uses the fused kernel, which is faster. In training mode with ``dropout > 0`` the
+            stored weights are those after dropout (rows no longer sum to 1); call ``eval()``
+            to record the softmax weights themselves.
+
+    Raises:
+        TypeError: if ``norm_first`` is not a bool.
     """
 
     def __init__(
@@ -132,9 +155,10 @@ class EncoderLayer(nn.Module):
         dropout: float = 0.0,
         activation: str = "relu",
         norm_first: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         _check_dropout(dropout)
+        _check_norm_first(norm_first)
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.ff = FeedForward(d_model, d_ff, dropout, activation)
@@ -180,8 +204,9 @@ class EncoderLayer(nn.Module):
             layer: a PyTorch encoder layer with ReLU or exact GELU and ``bias=True``.
 
         Returns:
-            An ``EncoderLayer`` whose forward equals ``layer``'s; pass ``~key_padding_mask``
-            reshaped to ``(B, 1, 1, S)`` where PyTorch takes ``src_key_padding_mask``.
+            An ``EncoderLayer`` whose forward equals ``layer``'s, in the same training mode as
+            ``layer``; pass ``~key_padding_mask`` reshaped to ``(B, 1, 1, S)`` where PyTorch
+            takes ``src_key_padding_mask``.
         """
         _check_torch_layer(layer, nn.TransformerEncoderLayer)
         d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
@@ -201,24 +226,34 @@ class EncoderLayer(nn.Module):
             for ours, theirs in ((new.norm1, layer.norm1), (new.norm2, layer.norm2)):
                 _copy_norm(ours, theirs)
                 ours.eps = theirs.eps
-        return new
+        return new.train(layer.training)
 
 
 class DecoderLayer(nn.Module):
     """Causal self-attention, cross-attention to the encoder output, and a feed-forward network.
 
+    One layer of the paper's decoder (section 3.1), three sub-layers each inside a residual
+    block with LayerNorm; the causal mask (passed as ``tgt_mask``) keeps position t from
+    attending to later positions.
+
     Args:
         d_model: D.
         num_heads: H; must divide ``d_model``.
         d_ff: hidden width of the feed-forward network.
-        dropout: one probability, used as in :class:`EncoderLayer`.
+        dropout: one probability, used as in :class:`EncoderLayer`: on each sub-layer's output
+            before the residual add (the paper, section 5.4), and, as in PyTorch but not in the
+            paper, on both attention weight matrices and the feed-forward hidden layer.
         activation: ``"relu"`` or ``"gelu"``.
-        norm_first: False for post-LN (the paper), True for pre-LN.
+        norm_first: a bool; False for post-LN (the paper), True for pre-LN.
 
     Attributes:
         record_weights: when True, ``forward`` takes the explicit attention path and stores the
             detached weights in ``self_weights`` ``(B, H, T, T)`` and ``cross_weights``
-            ``(B, H, T, S)``; when False (the default) it uses the fused kernel.
+            ``(B, H, T, S)``; when False (the default) it uses the fused kernel. In training
+            mode with ``dropout > 0`` the stored weights are those after dropout.
+
+    Raises:
+        TypeError: if ``norm_first`` is not a bool.
     """
 
     def __init__(
@@ -229,9 +264,10 @@ class DecoderLayer(nn.Module):
         dropout: float = 0.0,
         activation: str = "relu",
         norm_first: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         _check_dropout(dropout)
+        _check_norm_first(norm_first)
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
@@ -292,14 +328,15 @@ class DecoderLayer(nn.Module):
         """Build an equivalent layer from a ``torch.nn.TransformerDecoderLayer``.
 
         As for :meth:`EncoderLayer.from_torch`: the copy takes batch-first input, and
-        ``norm_first``, ``eps`` and dropout are copied. PyTorch's boolean masks mean the
-        opposite (True = blocked): where ours is ``m``, pass ``~m`` to it.
+        ``norm_first``, ``eps`` and dropout are copied. The boolean masks of
+        ``nn.MultiheadAttention`` and the ``nn.Transformer*`` layers mean the opposite of ours
+        (True = blocked): where ours is ``m``, pass ``~m`` to them.
 
         Args:
             layer: a PyTorch decoder layer with ReLU or exact GELU and ``bias=True``.
 
         Returns:
-            A ``DecoderLayer`` whose forward equals ``layer``'s.
+            A ``DecoderLayer`` whose forward equals ``layer``'s, in the same training mode.
         """
         _check_torch_layer(layer, nn.TransformerDecoderLayer)
         d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
@@ -321,7 +358,7 @@ class DecoderLayer(nn.Module):
             for ours, theirs in pairs:
                 _copy_norm(ours, theirs)
                 ours.eps = theirs.eps
-        return new
+        return new.train(layer.training)
 
 
 class Encoder(nn.Module):
@@ -344,7 +381,7 @@ class Encoder(nn.Module):
         dropout: float = 0.0,
         activation: str = "relu",
         norm_first: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         _check_positive_int("num_layers", num_layers)
         args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
@@ -378,7 +415,7 @@ class Decoder(nn.Module):
         dropout: float = 0.0,
         activation: str = "relu",
         norm_first: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         _check_positive_int("num_layers", num_layers)
         args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
@@ -468,7 +505,7 @@ class Transformer(nn.Module):
         config: a :class:`TransformerConfig`.
     """
 
-    def __init__(self, config: TransformerConfig):
+    def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"expected a TransformerConfig, got {type(config).__name__}")
@@ -554,16 +591,28 @@ class Transformer(nn.Module):
         Args:
             tgt: ``(B, T)`` decoder input ids (the target shifted right, starting with BOS).
             memory: ``(B, S, D)`` from :meth:`encode`.
-            src_mask: ``(B, 1, 1, S)`` from :meth:`encode`.
+            src_mask: bool ``(B, 1, 1, S)`` from :meth:`encode`.
 
         Returns:
             logits ``(B, T, tgt_vocab_size)``; position t depends only on ``tgt[:, : t + 1]``.
+
+        Raises:
+            ValueError: if ``memory`` is not ``(B, S, d_model)`` with the ``B`` of ``tgt``, or
+                ``src_mask`` is not ``(B, 1, 1, S)``.
         """
         self._check_ids("tgt", tgt, self.config.tgt_vocab_size)
-        if memory.dim() != 3 or memory.shape[0] != tgt.shape[0]:
+        D = self.config.d_model
+        if memory.dim() != 3 or memory.shape[0] != tgt.shape[0] or memory.shape[2] != D:
             raise ValueError(
-                f"memory must be (B, S, D) with the same B as tgt {tuple(tgt.shape)}, "
+                f"memory must be (B, S, d_model={D}) with the same B as tgt {tuple(tgt.shape)}, "
                 f"got {tuple(memory.shape)}"
+            )
+        B, S = memory.shape[0], memory.shape[1]
+        if not isinstance(src_mask, Tensor) or tuple(src_mask.shape) != (B, 1, 1, S):
+            got = tuple(src_mask.shape) if isinstance(src_mask, Tensor) else type(src_mask).__name__
+            raise ValueError(
+                f"src_mask must be (B, 1, 1, S) = {(B, 1, 1, S)} for memory "
+                f"{tuple(memory.shape)}, got {got}"
             )
         x = self._embed(tgt, self.tgt_embed)  # (B, T) -> (B, T, D)
         x = self.decoder(x, memory, self.target_mask(tgt), src_mask)  # (B, T, D)
