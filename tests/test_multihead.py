@@ -191,20 +191,44 @@ def test_matches_torch_with_both_masks_together():
     assert_close(w, w_ref)
 
 
-def test_matches_torch_gradients():
+@pytest.mark.parametrize("need_weights", [True, False])  # the explicit and the fused path
+def test_matches_torch_gradients(need_weights):
     ref, ours = _pair()
     x_ref = torch.randn(B, T, D, requires_grad=True)
     x = x_ref.detach().clone().requires_grad_()
     causal = attention.causal_mask(T)
-    ref(x_ref, x_ref, x_ref, attn_mask=~causal, need_weights=False)[0].square().sum().backward()
-    ours(x, x, x, mask=causal, need_weights=False)[0].square().sum().backward()
+    ref(x_ref, x_ref, x_ref, attn_mask=~causal, need_weights=need_weights)[
+        0
+    ].square().sum().backward()
+    ours(x, x, x, mask=causal, need_weights=need_weights)[0].square().sum().backward()
     assert_close(x.grad, x_ref.grad)
     w_q, w_k, w_v = ref.in_proj_weight.grad.chunk(3)  # (3D, D) -> 3 x (D, D)
+    b_q, b_k, b_v = ref.in_proj_bias.grad.chunk(3)  # (3D,) -> 3 x (D,)
     assert_close(ours.w_q.weight.grad, w_q)
     assert_close(ours.w_k.weight.grad, w_k)
     assert_close(ours.w_v.weight.grad, w_v)
+    assert_close(ours.w_q.bias.grad, b_q)
+    assert_close(ours.w_k.bias.grad, b_k)
+    assert_close(ours.w_v.bias.grad, b_v)
     assert_close(ours.w_o.weight.grad, ref.out_proj.weight.grad)
     assert_close(ours.w_o.bias.grad, ref.out_proj.bias.grad)
+
+
+def test_matches_torch_gradients_in_cross_attention_with_padding():
+    ref, ours = _pair()
+    q_ref, kv_ref = (
+        torch.randn(B, T, D, requires_grad=True),
+        torch.randn(B, S, D, requires_grad=True),
+    )
+    q, kv = (t.detach().clone().requires_grad_() for t in (q_ref, kv_ref))
+    keep = torch.arange(S) < torch.tensor([S, 4])[:, None]  # (B, S), True = a real token
+    ref(q_ref, kv_ref, kv_ref, key_padding_mask=~keep)[0].square().sum().backward()
+    ours(q, kv, kv, mask=keep[:, None, None, :])[0].square().sum().backward()  # explicit path
+    assert_close(q.grad, q_ref.grad)
+    assert_close(kv.grad, kv_ref.grad)
+    assert (kv.grad[1, 4:] == 0).all()  # padded keys and values get no gradient
+    assert_close(ours.w_k.weight.grad, ref.in_proj_weight.grad.chunk(3)[1])
+    assert_close(ours.w_o.weight.grad, ref.out_proj.weight.grad)
 
 
 def test_from_torch_works_for_a_sequence_first_module_too():

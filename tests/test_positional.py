@@ -1,4 +1,4 @@
-"""Tests for attention_book.positional: sinusoidal_encoding and angular_frequencies."""
+"""Tests for attention_book.positional: sinusoidal_encoding, angular_frequencies, shift_matrix."""
 
 import math
 
@@ -71,6 +71,63 @@ def test_shift_is_a_rotation_of_each_pair():
     cos_next = pe[:-k, 1::2] * c - pe[:-k, 0::2] * s
     assert_close(sin_next, pe[k:, 0::2], rtol=0, atol=1e-6)
     assert_close(cos_next, pe[k:, 1::2], rtol=0, atol=1e-6)
+
+
+def test_positions_get_distinct_vectors():
+    pe = positional.sinusoidal_encoding(2000, 64).double()
+    dist = torch.cdist(pe, pe)  # (P, P)
+    dist.fill_diagonal_(float("inf"))  # a position is not its own neighbour
+    closest = dist.min()
+    assert closest > 1.4  # no two of the 2,000 vectors coincide or nearly coincide
+    p, q = divmod(dist.argmin().item(), 2000)
+    assert abs(p - q) == 1  # the closest pairs are neighbours
+    # every neighbour pair is equally far apart: the distance depends on the offset alone
+    assert_close(dist.diagonal(1), closest.expand(1999), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 9, 250, 1500])
+def test_dot_product_depends_only_on_the_offset(k):
+    d = 32
+    pe = positional.sinusoidal_encoding(2000, d).double()
+    dots = (pe[:-k] * pe[k:]).sum(-1)  # PE(p) . PE(p + k) for every p
+    expected = torch.cos(k * positional.angular_frequencies(d)).sum()  # sum_i cos(k omega_i)
+    assert_close(dots, expected.expand_as(dots), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 100, 1000, -5])
+def test_shift_matrix_moves_every_position_by_k(k):
+    d = 16
+    pe = positional.sinusoidal_encoding(3000, d).double()
+    m_k = positional.shift_matrix(k, d)
+    assert m_k.shape == (d, d) and m_k.dtype == torch.float64
+    lo = max(0, -k)  # positions pos with pos and pos + k both in range
+    hi = 3000 - max(0, k)
+    shifted = pe[lo:hi] @ m_k.T  # rows: (M_k PE(pos))^T
+    assert_close(shifted, pe[lo + k : hi + k], rtol=0, atol=1e-6)
+
+
+def test_shift_matrix_is_a_group_of_rotations():
+    d = 12
+    m3, m4, m7 = (positional.shift_matrix(k, d) for k in (3, 4, 7))
+    eye = torch.eye(d, dtype=torch.float64)
+    assert_close(positional.shift_matrix(0, d), eye)
+    assert_close(m3 @ m3.T, eye)  # orthogonal
+    assert_close(m3 @ m4, m7)  # shifts add
+    assert_close(positional.shift_matrix(-3, d), m3.T)  # going back is the inverse
+    blocks = m7.reshape(d // 2, 2, d // 2, 2)  # (pair, 2, pair, 2)
+    off_diagonal = ~torch.eye(d // 2, dtype=torch.bool)
+    assert (blocks.permute(0, 2, 1, 3)[off_diagonal] == 0).all()  # pairs do not mix
+
+
+def test_shift_matrix_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="k must be an int, got float"):
+        positional.shift_matrix(1.0, 8)
+    with pytest.raises(TypeError, match="k must be an int, got bool"):
+        positional.shift_matrix(True, 8)
+    with pytest.raises(ValueError, match="even"):
+        positional.shift_matrix(1, 7)
+    with pytest.raises(ValueError, match="positive int"):
+        positional.shift_matrix(1, 0)
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,8 @@ class MultiHeadAttention(nn.Module):
                 mask over keys is ``(B, 1, 1, S)``; a causal mask is ``(T, T)``.
             need_weights: return the ``(B, H, T, S)`` weights. With False the fused
                 ``torch.nn.functional.scaled_dot_product_attention`` is used, which is faster and
-                gives the same output.
+                gives the same output when no dropout is applied (eval mode, or ``dropout=0``);
+                in training mode with dropout the two paths draw different random masks.
 
         Returns:
             ``(output, weights)``: output ``(B, T, D)``; weights ``(B, H, T, S)`` or None.
@@ -113,9 +114,10 @@ class MultiHeadAttention(nn.Module):
             weights = None
             empty = None
             if mask is not None:
-                # For a query that may attend to nothing, fused kernels have returned NaN (older
-                # PyTorch, some backends; 2.13 on the CPU gives zeros). Let such rows attend
-                # everywhere, then zero them: the result matches the explicit path on any version.
+                # For a query that may attend to nothing, what a fused kernel returns depends on
+                # the PyTorch version and backend (NaN on some, zeros on others). Let such rows
+                # attend everywhere, then zero them, so that the result matches the explicit path
+                # whatever the kernel does.
                 empty = ~mask.any(dim=-1, keepdim=True)  # (..., T, 1)
                 mask = mask | empty
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
@@ -129,8 +131,11 @@ class MultiHeadAttention(nn.Module):
         """Build an equivalent module from a ``torch.nn.MultiheadAttention``.
 
         PyTorch packs W_Q, W_K and W_V into one ``in_proj_weight`` of shape ``(3D, D)``; this
-        splits it into the three projections. The copy has the same dropout. Note that
-        PyTorch's boolean masks mean the opposite (True = blocked): pass ``~mask`` to it.
+        splits it into the three projections. The copy has the same dropout. Note that the
+        boolean ``attn_mask`` and ``key_padding_mask`` of ``nn.MultiheadAttention`` mean the
+        opposite of ours (True = blocked): pass ``~mask`` to it. (The boolean ``attn_mask`` of
+        ``torch.nn.functional.scaled_dot_product_attention`` uses our convention, True = may
+        attend, which is why ``forward`` passes its mask to that function unchanged.)
 
         Args:
             m: a PyTorch module with ``kdim == vdim == embed_dim``, without ``add_bias_kv`` or

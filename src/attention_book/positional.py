@@ -1,4 +1,4 @@
-"""Sinusoidal positional encoding (Vaswani et al., 2017, section 3.5)."""
+"""Sinusoidal positional encoding and its shift matrices (Vaswani et al., 2017, section 3.5)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,31 @@ def sinusoidal_encoding(num_positions: int, d_model: int) -> Tensor:
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle)
     return pe.float()  # (P, D)
+
+
+def shift_matrix(k: int, d_model: int) -> Tensor:
+    """M_k, the block-diagonal rotation with PE(pos + k) = M_k PE(pos) for every pos.
+
+    Pair i of the encoding is turned by the angle k * omega_i; M_k depends on the shift k but not
+    on the position (the property section 3.5 of the paper gives for choosing sinusoids). M_k is
+    orthogonal, M_0 is the identity, M_a M_b = M_(a+b), and M_(-k) = M_k^T.
+
+    Args:
+        k: the shift in positions, an int (negative shifts go back).
+        d_model: D, a positive even int.
+
+    Returns:
+        float64 tensor of shape ``(D, D)``: a 2 x 2 rotation
+        ``[[cos k omega_i, sin k omega_i], [-sin k omega_i, cos k omega_i]]`` on each pair.
+    """
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    angle = k * angular_frequencies(d_model)  # (D/2,)
+    c, s = torch.cos(angle), torch.sin(angle)  # (D/2,) each
+    even = torch.arange(0, d_model, 2)  # the sine coordinate of each pair
+    m = torch.zeros(d_model, d_model, dtype=torch.float64)
+    # angle addition: sin((p+k)w) = sin(pw) cos(kw) + cos(pw) sin(kw),
+    #                 cos((p+k)w) = cos(pw) cos(kw) - sin(pw) sin(kw)
+    m[even, even], m[even, even + 1] = c, s
+    m[even + 1, even], m[even + 1, even + 1] = -s, c
+    return m  # (D, D)
