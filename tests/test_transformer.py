@@ -161,7 +161,7 @@ def test_encoder_layer_recorded_weights_equal_fused_path():
     assert w[1, :, :, 3:].abs().max() == 0  # padded keys get zero weight
 
 
-def test_encoder_layer_gradcheck_float64():
+def test_encoder_layer_gradcheck_float64(one_thread):
     torch.manual_seed(0)
     layer = EncoderLayer(4, 2, 8, activation="gelu").double()
     x = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
@@ -239,7 +239,7 @@ def test_from_torch_keeps_the_training_mode(training):
         assert all(m.training is training for m in ours.modules())
 
 
-def test_decoder_layer_gradcheck_float64():
+def test_decoder_layer_gradcheck_float64(one_thread):
     torch.manual_seed(0)
     layer = DecoderLayer(4, 2, 8, activation="gelu").double()
     x = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
