@@ -186,3 +186,15 @@ def test_bad_arguments_raise_clear_errors():
         dates.CharVocab("aa")
     with pytest.raises(ValueError, match="must not be empty"):
         dates.encode_examples([])
+
+
+def test_recipe_builds_a_model_config():
+    from attention_book import transformer
+
+    config = transformer.TransformerConfig(**dates.RECIPE.model_kwargs())
+    assert config.src_vocab_size == len(dates.SOURCE_VOCAB)
+    assert config.tgt_vocab_size == len(dates.TARGET_VOCAB)
+    assert config.max_len >= dates.MAX_SOURCE_LEN and config.pad_id == dates.PAD_ID
+    assert config.d_model == dates.RECIPE.d_model and config.d_ff == dates.RECIPE.d_ff
+    assert dates.RECIPE.notebook_steps <= dates.RECIPE.steps
+    assert dates.RECIPE.warmup_steps < dates.RECIPE.notebook_steps
