@@ -41,9 +41,10 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
         (or to 0 for an all ``-inf`` slice).
     """
     _check_float_tensor("x", x)
-    if torch.isnan(x).any() or torch.isposinf(x).any():
-        raise ValueError("softmax input contains NaN or +inf; scores must be finite or -inf")
     x_max = x.amax(dim=dim, keepdim=True)
+    # The maximum propagates NaN and +inf, so checking the (smaller) row maxima checks all of x.
+    if torch.isnan(x_max).any() or torch.isposinf(x_max).any():
+        raise ValueError("softmax input contains NaN or +inf; scores must be finite or -inf")
     # An all -inf row has max -inf, and -inf - (-inf) is NaN: shift such rows by 0 instead.
     x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))
     e = torch.exp(x - x_max)
