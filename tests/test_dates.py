@@ -1,6 +1,8 @@
 """Tests for attention_book.dates: formats, the split by date, vocabularies, tensors."""
 
 import datetime
+import re
+import types
 
 import pytest
 import torch
@@ -44,12 +46,53 @@ def test_the_example_of_the_chapter():
     assert dates.to_iso(d) == "2026-11-22"
 
 
+# Written out here, independently of the module's own tables and of the locale.
+ENGLISH_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
 def test_weekdays_are_true_and_a_wrong_weekday_is_caught():
-    for e in dates.sample(500, seed=5, formats=["weekday_month_d_yyyy", "wkd_d_mon_yyyy"]):
-        named = e.source.split(",")[0]
-        assert e.date.strftime("%A").startswith(named)  # the C locale's English names
+    full = [f.name for f in dates.FORMATS if "%A" in f.strptime]
+    short = [f.name for f in dates.FORMATS if "%a" in f.strptime]
+    assert len(full) == 2 and len(short) == 1  # every weekday format is covered below
+    for names, cut in ((full, None), (short, 3)):
+        examples = dates.sample(700, seed=5, formats=names)
+        assert {e.format for e in examples} == set(names)
+        for e in examples:
+            named = e.source.split(",")[0]
+            assert named == ENGLISH_WEEKDAYS[e.date.weekday()][:cut], e
     with pytest.raises(ValueError, match="names Monday"):
         dates.parse("Monday, November 22, 2026", "weekday_month_d_yyyy")
+    with pytest.raises(ValueError, match="names Sunday"):
+        dates.parse("Sunday, 22 Nov 2026", "wkd_d_mon_yyyy")  # the short form is expected
+    with pytest.raises(ValueError, match="not a month name"):
+        dates.parse("22 Novembre 2026", "d_month_yyyy")
+
+
+def test_abbreviations_end_with_a_period_only_where_letters_were_cut():
+    assert dates.render(datetime.date(2030, 5, 5), "weekday_d_mon_yyyy") == "Sunday, 5 May 2030"
+    assert dates.render(datetime.date(2030, 6, 5), "weekday_d_mon_yyyy") == "Wednesday, 5 Jun. 2030"
+    assert dates.parse("Sunday, 5 May 2030", "weekday_d_mon_yyyy") == datetime.date(2030, 5, 5)
+
+
+def test_parse_reads_names_with_its_own_tables_not_the_locale(monkeypatch):
+    """strptime's %A, %a, %B and %b depend on LC_TIME; parse must only ever ask for digits."""
+    patterns = []
+
+    class RecordingDatetime(datetime.datetime):
+        @classmethod
+        def strptime(cls, text, pattern):
+            patterns.append(pattern)
+            return datetime.datetime.strptime(text, pattern)
+
+    fake = types.SimpleNamespace(
+        datetime=RecordingDatetime, date=datetime.date, timedelta=datetime.timedelta
+    )
+    monkeypatch.setattr(dates, "datetime", fake)
+    d = datetime.date(2026, 11, 22)
+    for fmt in dates.FORMATS:
+        assert dates.parse(fmt.render(d), fmt) == d
+    assert len(patterns) == len(dates.FORMATS)
+    assert all(re.fullmatch(r"(%[dmY]|[ ,./-])+", pattern) for pattern in patterns), patterns
 
 
 def test_numeric_formats_are_day_first_and_unambiguous():
@@ -82,6 +125,35 @@ def test_ordinals():
         dates.ordinal(0)
 
 
+def test_the_split_is_pinned():
+    """The hash must never change: the chapter's held-out example and counts depend on it."""
+    test_dates = dates.dates_in_split("test")
+    assert len(test_dates) == 3657
+    assert test_dates[:3] == [
+        datetime.date(1950, 1, 8),
+        datetime.date(1950, 1, 9),
+        datetime.date(1950, 1, 11),
+    ]
+    assert test_dates[-1] == datetime.date(2049, 12, 31)
+    assert dates.split_of(datetime.date(2025, 12, 24)) == "test"
+    assert dates.split_of(datetime.date(2026, 11, 22)) == "train"
+    assert dates.split_of(datetime.date(1950, 1, 1)) == "train"
+
+
+def test_distinct_dates_sample_each_date_once():
+    with_replacement = dates.sample(2000, "test", seed=12345)
+    assert len({e.date for e in with_replacement}) < 1600  # about 1,540 distinct dates
+    distinct = dates.sample(2000, "test", seed=12345, distinct_dates=True)
+    assert len(distinct) == len({e.date for e in distinct}) == 2000
+    assert all(dates.split_of(e.date) == "test" for e in distinct)
+    assert len({e.format for e in distinct}) == len(dates.FORMATS)
+    assert distinct == dates.sample(2000, "test", seed=12345, distinct_dates=True)
+    everything = dates.sample(3657, "test", seed=1, distinct_dates=True)
+    assert {e.date for e in everything} == set(dates.dates_in_split("test"))
+    with pytest.raises(ValueError, match="cannot draw 3658 distinct dates"):
+        dates.sample(3658, "test", distinct_dates=True)
+
+
 def test_split_is_by_date_disjoint_complete_and_about_ten_percent():
     train_dates = set(dates.dates_in_split("train"))
     test_dates = set(dates.dates_in_split("test"))
@@ -100,9 +172,6 @@ def test_split_is_by_date_disjoint_complete_and_about_ten_percent():
 def test_sampling_is_deterministic_and_seed_dependent():
     assert dates.sample(200, seed=7) == dates.sample(200, seed=7)
     assert dates.sample(200, seed=7) != dates.sample(200, seed=8)
-    assert dates.split_of(datetime.date(2026, 11, 22)) == dates.split_of(
-        datetime.date(2026, 11, 22)
-    )
     only = dates.sample(50, seed=0, formats=["yyyymmdd"])
     assert {e.format for e in only} == {"yyyymmdd"}
 
@@ -118,6 +187,16 @@ def test_vocab_round_trip_and_specials():
         assert dates.TARGET_VOCAB.decode(dates.TARGET_VOCAB.encode(e.target)) == e.target
     assert len(dates.TARGET_VOCAB) == 3 + 11
     assert v.decode([5, 6, v.eos_id, 7]) == v.decode([5, 6])  # stops at <eos>
+
+
+def test_decode_never_hides_a_special_token_before_eos():
+    v = dates.TARGET_VOCAB
+    two, five = v.index["2"], v.index["5"]
+    assert v.decode([v.bos_id, two, five, v.eos_id, v.pad_id]) == "25"  # leading <bos> dropped
+    assert v.decode([two, v.pad_id, five, v.eos_id]) == "2<pad>5"
+    assert v.decode([two, v.bos_id, five, v.eos_id]) == "2<bos>5"
+    assert v.decode([two, five, v.pad_id]) == "25<pad>"  # a <pad> where <eos> should be
+    assert v.decode_batch(torch.tensor([[two, v.pad_id, v.eos_id]])) == ["2<pad>"]
 
 
 def test_encode_batch_pads_on_the_right():

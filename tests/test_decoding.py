@@ -210,20 +210,92 @@ def test_beam_search_width_one_equals_greedy_on_the_markov_stand_in():
     assert torch.equal(beam, greedy)
 
 
-def test_a_wide_beam_finds_the_most_probable_sequence():
-    """With K >= V^L nothing is pruned, so beam search is exhaustive search."""
+def test_a_wide_beam_finds_the_most_probable_finished_sequence():
+    """With K >= V^L nothing is pruned, so beam search is exhaustive search over the outputs
+    that end with <eos> within L tokens (a cut-off output is returned only if none does)."""
     model = MarkovModel(seed=5)
     V, L = 5, 3
     src = torch.randint(3, 6, (12, 4), generator=torch.Generator().manual_seed(5))
     tokens, scores = decoding.beam_search(model, src, max_len=L, beam_width=V**L)
     every = torch.tensor(list(itertools.product(range(V), repeat=L)))  # (V^L, L)
+    ends = (every == EOS).any(dim=1)  # (V^L,) the outputs that finish within L tokens
+    preferred = 0
+    for i in range(src.shape[0]):
+        all_scores = decoding.sequence_log_prob(model, src[i : i + 1].expand(len(every), -1), every)
+        assert scores[i].item() == pytest.approx(all_scores[ends].max().item(), abs=1e-5)
+        assert (tokens[i] == EOS).any()
+        preferred += int(all_scores[~ends].max() > all_scores[ends].max() + 1e-5)
+    assert preferred >= 1  # some sources have a more probable cut-off output, not returned
+    torch.testing.assert_close(scores, decoding.sequence_log_prob(model, src, tokens))
+
+
+def test_a_wide_beam_returns_the_most_probable_cut_off_output_when_none_finishes():
+    model = MarkovModel(seed=5)
+    with torch.no_grad():
+        model.transition[:, EOS] = float("-inf")  # no output can finish
+    V, L = 5, 3
+    src = torch.randint(3, 6, (6, 4), generator=torch.Generator().manual_seed(6))
+    tokens, scores = decoding.beam_search(model, src, max_len=L, beam_width=V**L)
+    every = torch.tensor(list(itertools.product(range(V), repeat=L)))  # (V^L, L)
     for i in range(src.shape[0]):
         all_scores = decoding.sequence_log_prob(model, src[i : i + 1].expand(len(every), -1), every)
         assert scores[i].item() == pytest.approx(all_scores.max().item(), abs=1e-5)
-    torch.testing.assert_close(scores, decoding.sequence_log_prob(model, src, tokens))
-    greedy = decoding.greedy_decode(model, src, max_len=L)
-    greedy_scores = decoding.sequence_log_prob(model, src, greedy)
-    assert (scores >= greedy_scores - 1e-5).all()
+    assert not (tokens == EOS).any()
+
+
+def test_beam_search_prefers_a_finished_output_to_a_more_probable_cut_off_one():
+    """p(A A) = 0.81 but A A has not ended after max_len = 2 tokens; <eos> alone has p = 0.1."""
+    A = 3
+    probs = torch.full((5, 5), 1e-4)
+    probs[BOS, [A, EOS]] = torch.tensor([0.9, 0.1])
+    probs[A, [A, EOS]] = torch.tensor([0.9, 0.05])
+    probs[[EOS, PAD], EOS] = 1.0
+    model = MarkovModel(tgt_vocab=5)
+    with torch.no_grad():
+        model.transition.copy_(probs.log())
+        model.src_embed.zero_()
+    src = torch.tensor([[3, 4]])
+    assert decoding.greedy_decode(model, src, max_len=2).tolist() == [[A, A]]
+    beam, score = decoding.beam_search(model, src, max_len=2, beam_width=2)
+    assert beam.tolist() == [[EOS, PAD]]
+    assert math.isclose(score.exp().item(), 0.1, rel_tol=1e-3)
+
+
+def test_length_penalty_can_choose_a_longer_output():
+    """<eos> at once has p = 0.4 (log p = -0.92, length 1); A B <eos> has p = 0.6 x 0.8 x 0.7 =
+    0.336 (log p = -1.09, length 3). Ranked by log p / length, the longer one wins (-0.36)."""
+    A, B = 3, 4
+    probs = torch.full((5, 5), 1e-6)
+    probs[BOS, [A, EOS]] = torch.tensor([0.6, 0.4])
+    probs[A, [B, EOS]] = torch.tensor([0.8, 0.2])
+    probs[B, [EOS, A]] = torch.tensor([0.7, 0.3])
+    probs[[EOS, PAD], EOS] = 1.0
+    model = MarkovModel(tgt_vocab=5)
+    with torch.no_grad():
+        model.transition.copy_(probs.log())
+        model.src_embed.zero_()
+    src = torch.tensor([[3, 4]])
+    plain, plain_score = decoding.beam_search(model, src, max_len=3, beam_width=3)
+    long, long_score = decoding.beam_search(model, src, max_len=3, beam_width=3, length_penalty=1.0)
+    assert plain.tolist() == [[EOS, PAD, PAD]]
+    assert long.tolist() == [[A, B, EOS]]
+    # The returned scores are plain log-probabilities, not divided by the length.
+    assert math.isclose(plain_score.exp().item(), 0.4, rel_tol=1e-3)
+    assert math.isclose(long_score.exp().item(), 0.336, rel_tol=1e-3)
+
+
+def test_batched_beam_search_equals_one_source_at_a_time():
+    """Batch independence: each source, padded or not, gets the result it gets on its own."""
+    model = small_transformer(seed=8, eos_bias=1.0)
+    src = random_src(batch=7, seed=8)
+    src[3, -3:] = PAD  # a second padded source, with different padding
+    tokens, scores = decoding.beam_search(model, src, max_len=8, beam_width=3)
+    for i in range(src.shape[0]):
+        alone = src[i][src[i] != PAD][None]  # (1, S_i) without its padding
+        one, one_score = decoding.beam_search(model, alone, max_len=8, beam_width=3)
+        L = one.shape[1]
+        assert torch.equal(tokens[i, :L], one[0]) and (tokens[i, L:] == PAD).all()
+        torch.testing.assert_close(scores[i], one_score[0])
 
 
 def test_beam_search_beats_greedy_when_the_first_choice_misleads():
@@ -253,8 +325,10 @@ def test_beam_search_scores_are_those_of_its_sequences_and_it_restores_the_mode(
     assert model.training  # restored after decoding in eval mode
     assert tokens.shape[0] == 10 and tokens.shape[1] <= 8
     torch.testing.assert_close(scores, decoding.sequence_log_prob(model, src, tokens))
-    ranked, _ = decoding.beam_search(model, src, max_len=8, beam_width=3, length_penalty=1.0)
-    assert ranked.shape[0] == 10
+    ranked, ranked_scores = decoding.beam_search(
+        model, src, max_len=8, beam_width=3, length_penalty=1.0
+    )
+    torch.testing.assert_close(ranked_scores, decoding.sequence_log_prob(model, src, ranked))
 
 
 def test_decoding_rejects_bad_arguments():
@@ -280,6 +354,28 @@ def test_exact_match():
         decoding.exact_match("ab", "ab")
 
 
+def test_exact_match_ids_needs_eos_and_ignores_what_follows():
+    reference = torch.tensor([[5, 6, 7, EOS]] * 6)  # (6, 4)
+    predicted = torch.tensor(
+        [
+            [5, 6, 7, EOS, PAD],  # right; padding after <eos> is ignored
+            [5, 6, 7, EOS, 9],  # right; whatever follows <eos> is ignored
+            [5, 6, 7, PAD, PAD],  # <pad> where <eos> belongs: wrong
+            [5, 6, 7, 7, EOS],  # one character too many: wrong
+            [5, 6, EOS, PAD, PAD],  # too short: wrong
+            [5, 6, 7, 8, 9],  # no <eos> at all: wrong
+        ]
+    )
+    assert decoding.exact_match_ids(predicted, reference) == 2 / 6
+    # Cut off at max_len = 3, the right characters without <eos> are still wrong, although
+    # their decoded string equals the reference's.
+    assert decoding.exact_match_ids(reference[:1, :3], reference[:1]) == 0.0
+    with pytest.raises(ValueError, match="differ in B"):
+        decoding.exact_match_ids(predicted[:2], reference)
+    with pytest.raises(ValueError, match="must contain eos_id"):
+        decoding.exact_match_ids(predicted, predicted)
+
+
 def test_translate_in_chunks_equals_one_batch():
     model = small_transformer(seed=7, eos_bias=1.0)
     src = random_src(batch=10, seed=7)
@@ -288,8 +384,10 @@ def test_translate_in_chunks_equals_one_batch():
     chunked = decoding.translate(model, src, to_text, max_len=6, batch_size=3)
     # Chunks may end at different lengths, so compare up to the trailing padding.
     assert [w.rstrip(" 0") for w in whole] == [c.rstrip(" 0") for c in chunked]
-    beams = decoding.translate(model, src, to_text, max_len=6, beam_width=2)
-    assert len(beams) == 10
+    beams = decoding.translate(model, src, to_text, max_len=6, beam_width=2, batch_size=10)
+    chunked_beams = decoding.translate(model, src, to_text, max_len=6, beam_width=2, batch_size=3)
+    assert [w.rstrip(" 0") for w in beams] == [c.rstrip(" 0") for c in chunked_beams]
+    assert beams != whole  # the beam changed some outputs, so the comparison is not trivial
 
 
 def test_a_tiny_transformer_overfits_a_few_dates():

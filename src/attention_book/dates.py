@@ -8,8 +8,9 @@ November and no source is ambiguous; the one year-first format is year, month, d
 
 The split is by calendar date: a hash of the ISO string puts about one date in ten in the
 ``"test"`` split, so a test date never occurs in training, in any format. Everything is
-generated here; nothing is downloaded. Month and weekday names are spelt out in this module
-rather than taken from ``strftime``, so the data do not depend on the machine's locale.
+generated here; nothing is downloaded. Month and weekday names are spelt out in this module,
+both for writing and for reading dates back, rather than taken from ``strftime``/``strptime``,
+so neither the data nor :func:`parse` depend on the machine's locale.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -70,6 +72,11 @@ def _mon(d: datetime.date) -> str:
     return MONTHS[d.month - 1][:3]
 
 
+def _mon_dot(d: datetime.date) -> str:
+    """The abbreviated month with a period, except where nothing was cut off ("May")."""
+    return _mon(d) if _mon(d) == _month(d) else f"{_mon(d)}."
+
+
 def _weekday(d: datetime.date) -> str:
     return WEEKDAYS[d.weekday()]
 
@@ -81,8 +88,8 @@ class DateFormat:
     Attributes:
         name: a short identifier.
         render: turns a ``datetime.date`` into the source string.
-        strptime: a :func:`datetime.datetime.strptime` pattern that reads the string back after
-            :func:`normalise_for_parsing` (used by the tests to prove the source means the date).
+        strptime: a :func:`datetime.datetime.strptime`-style pattern that :func:`parse` uses to
+            read the string back (the tests use it to prove that the source means the date).
         word_month: whether the month is written as a word (full or abbreviated).
     """
 
@@ -105,7 +112,7 @@ FORMATS: tuple[DateFormat, ...] = (
     ),
     DateFormat(
         "weekday_d_mon_yyyy",
-        lambda d: f"{_weekday(d)}, {d.day} {_mon(d)}. {d.year}",
+        lambda d: f"{_weekday(d)}, {d.day} {_mon_dot(d)} {d.year}",
         "%A, %d %b %Y",
         True,
     ),
@@ -172,16 +179,39 @@ def normalise_for_parsing(text: str) -> str:
     return " ".join(words)
 
 
-def parse(text: str, fmt: str | DateFormat) -> datetime.date:
-    """Read a source string written in ``fmt`` back into a date with ``datetime.strptime``.
+_MONTH_NUMBERS = {name.lower(): i for i, m in enumerate(MONTHS, 1) for name in (m, m[:3])}
 
-    Weekday names are checked against the date (``strptime`` itself ignores them).
+
+def _month_number(word: str) -> str:
+    if word.lower() not in _MONTH_NUMBERS:
+        raise ValueError(f"{word!r} is not a month name")
+    return str(_MONTH_NUMBERS[word.lower()])
+
+
+def parse(text: str, fmt: str | DateFormat) -> datetime.date:
+    """Read a source string written in ``fmt`` back into a date.
+
+    Names are read with this module's own tables, not the locale's: the month word becomes its
+    number and a leading weekday is set aside, so that ``datetime.strptime`` only ever sees
+    digits and punctuation. The weekday, if any, is then checked against the date (``strptime``
+    itself would ignore it).
+
+    Raises:
+        ValueError: if ``text`` is not a date written in ``fmt``, or names the wrong weekday.
     """
     f = get_format(fmt)
-    d = datetime.datetime.strptime(normalise_for_parsing(text), f.strptime).date()
-    if "%A" in f.strptime or "%a" in f.strptime:
-        named = text.split(",")[0]
-        if named not in (_weekday(d), _weekday(d)[:3]):
+    text_in, pattern = normalise_for_parsing(text), f.strptime
+    named = None
+    if pattern.startswith(("%A, ", "%a, ")):
+        named, _, text_in = text_in.partition(", ")
+        pattern = pattern[len("%A, ") :]
+    if "%B" in pattern or "%b" in pattern:
+        pattern = pattern.replace("%B", "%m").replace("%b", "%m")
+        text_in = re.sub(r"[A-Za-z]+", lambda m: _month_number(m.group()), text_in)
+    d = datetime.datetime.strptime(text_in, pattern).date()
+    if named is not None:
+        expected = _weekday(d) if f.strptime.startswith("%A") else _weekday(d)[:3]
+        if named != expected:
             raise ValueError(f"{text!r} names {named}, but {d} is a {_weekday(d)}")
     return d
 
@@ -229,14 +259,23 @@ def sample(
     split: str = "train",
     seed: int = 0,
     formats: Sequence[str] | None = None,
+    distinct_dates: bool = False,
 ) -> list[DateExample]:
     """Draw ``n`` examples: a uniformly random date of ``split`` and a uniformly random format.
 
+    By default dates are drawn with replacement, so a date can occur several times (in the same
+    or in different formats): 2,000 draws from the 3,657 test dates hold only about 1,540
+    distinct dates. With ``distinct_dates=True`` the dates are drawn without replacement, so the
+    ``n`` examples are ``n`` different dates, each in one random format; use this for an
+    evaluation set that should count each date once.
+
     Args:
-        n: how many examples, a positive int.
+        n: how many examples, a positive int (at most the split's number of dates when
+            ``distinct_dates`` is set).
         split: "train" or "test".
         seed: the same seed always gives the same examples.
         formats: restrict to these format names (default: all of :data:`FORMAT_NAMES`).
+        distinct_dates: draw the dates without replacement.
 
     Returns:
         A list of ``n`` :class:`DateExample`.
@@ -248,10 +287,13 @@ def sample(
         raise ValueError("formats must name at least one format")
     chosen = [get_format(name) for name in names]
     pool = _split_dates(split)
+    if distinct_dates and n > len(pool):
+        raise ValueError(f"cannot draw {n} distinct dates from the {len(pool)} of split {split!r}")
     rng = random.Random(seed)
+    days = rng.sample(pool, n) if distinct_dates else None
     out = []
-    for _ in range(n):
-        d = pool[rng.randrange(len(pool))]
+    for i in range(n):
+        d = days[i] if days is not None else pool[rng.randrange(len(pool))]
         f = chosen[rng.randrange(len(chosen))]
         out.append(DateExample(d, f.name, f.render(d), d.isoformat()))
     return out
@@ -317,7 +359,19 @@ class CharVocab:
         return torch.tensor(padded, dtype=torch.long)  # (B, L)
 
     def decode(self, ids: Sequence[int] | Tensor) -> str:
-        """Characters of ``ids`` up to the first ``<eos>``; ``<pad>`` and ``<bos>`` are skipped."""
+        """The text of ``ids``: the characters before the first ``<eos>``.
+
+        A leading ``<bos>`` is dropped and everything from the first ``<eos>`` on is ignored
+        (that is where padding belongs). Any other ``<pad>`` or ``<bos>`` is written out by
+        name, so a malformed sequence such as ``2 0 <pad> 2 5`` decodes to ``"20<pad>25"`` and
+        can never pass for a clean string (nor count as an exact match).
+
+        Args:
+            ids: a 1-d sequence or tensor of L ids.
+
+        Returns:
+            A string.
+        """
         if isinstance(ids, Tensor):
             if ids.dim() != 1:
                 raise ValueError(
@@ -325,12 +379,12 @@ class CharVocab:
                 )
             ids = ids.tolist()
         chars = []
-        for i in ids:
+        for position, i in enumerate(ids):
             if not 0 <= i < len(self.tokens):
                 raise ValueError(f"id {i} is outside the vocabulary of size {len(self.tokens)}")
             if i == self.eos_id:
                 break
-            if i not in (self.pad_id, self.bos_id):
+            if not (position == 0 and i == self.bos_id):
                 chars.append(self.tokens[i])
         return "".join(chars)
 

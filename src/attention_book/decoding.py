@@ -301,11 +301,19 @@ def beam_search(
     """Keep the ``beam_width`` most probable prefixes at every step; return the best sequence.
 
     Batched: the B sources become B x K beams that the decoder runs together. At each step every
-    live beam is extended by every token; of the K x V candidates of a source the K with the
+    beam is extended by every token; of the K x V candidates of a source the K with the
     highest total log-probability survive. A beam that has produced ``<eos>`` is finished: it
-    can only be extended by ``pad_id`` at no cost, so it keeps competing with its final score.
-    The search stops when all beams are finished or after ``max_len`` tokens. With
-    ``beam_width=1`` this is exactly :func:`greedy_decode`.
+    keeps its slot and can only be extended by ``pad_id`` at no cost, so it keeps competing,
+    with its final score, against the unfinished prefixes (whose scores can only fall). A
+    finished beam therefore occupies one of the K slots until the end; this is simpler than
+    setting finished hypotheses aside, and can leave fewer than K prefixes alive. The search
+    stops when all beams are finished or after ``max_len`` tokens.
+
+    The returned sequence is the best *finished* beam of its source: a beam cut off by
+    ``max_len`` is not a complete output, so it is returned only when no beam of that source
+    finished. ``length_penalty`` changes only this final choice; the search itself, and the
+    returned scores, use the plain total log-probability. With ``beam_width=1`` this is
+    exactly :func:`greedy_decode`.
 
     Args:
         model: with ``encode`` and ``decode`` (see the module docstring); run in eval mode.
@@ -313,12 +321,12 @@ def beam_search(
         max_len: the most tokens to generate per sequence, ``<eos>`` included.
         beam_width: K, a positive int.
         bos_id, eos_id, pad_id: the special ids of the target vocabulary.
-        length_penalty: alpha; the final choice ranks beams by ``log p / length ** alpha``
+        length_penalty: alpha; the final choice ranks the beams by ``log p / length ** alpha``
             (0 ranks by log p; larger values favour longer outputs).
 
     Returns:
         ``(tokens, scores)``: tokens ``(B, L)`` as in :func:`greedy_decode`; scores ``(B,)``
-        the total log-probability of each returned sequence.
+        the total log-probability of each returned sequence, without the length penalty.
     """
     _check_decoding_args(src, max_len, {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id})
     _check_positive_int("beam_width", beam_width)
@@ -352,6 +360,9 @@ def beam_search(
             if bool(finished.all()):
                 break
         ranked = scores / lengths.reshape(B, K).clamp(min=1.0) ** length_penalty  # (B, K)
+        complete = finished.reshape(B, K) & scores.isfinite()  # (B, K)
+        cut_off = complete.any(dim=1, keepdim=True) & ~complete  # a finished rival exists
+        ranked = ranked.masked_fill(cut_off, float("-inf"))  # (B, K)
         best = offsets.reshape(-1) + ranked.argmax(dim=-1)  # (B,)
         tokens = seqs[best, 1:]  # (BK, L + 1) -> (B, L)
         best_scores = scores.reshape(-1)[best]  # (B,)
@@ -398,6 +409,46 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     if not predictions:
         raise ValueError("exact_match needs at least one prediction")
     return sum(p == r for p, r in zip(predictions, references, strict=True)) / len(predictions)
+
+
+def exact_match_ids(predicted: Tensor, references: Tensor, eos_id: int = 2) -> float:
+    """The fraction of generated sequences equal to their reference up to and including ``<eos>``.
+
+    This compares ids, not decoded strings: a prediction counts only if it contains ``eos_id``
+    and its tokens up to the first one equal the reference's up to its first ``eos_id``. What
+    follows ``<eos>`` (padding) is ignored. A prediction without ``<eos>``, cut off at
+    ``max_len``, is wrong whatever characters it holds.
+
+    Args:
+        predicted: ``(B, L)`` generated ids without ``<bos>``, as returned by
+            :func:`greedy_decode` or :func:`beam_search`.
+        references: ``(B, L')`` reference ids without ``<bos>``, each row containing
+            ``eos_id`` (for example the labels of :func:`teacher_forcing`).
+        eos_id: the end-of-sequence id.
+
+    Returns:
+        A float in [0, 1].
+    """
+    _check_ids("predicted", predicted)
+    _check_ids("references", references)
+    if predicted.shape[0] != references.shape[0]:
+        raise ValueError(
+            f"predicted {tuple(predicted.shape)} and references {tuple(references.shape)} "
+            "differ in B"
+        )
+    if not bool((references == eos_id).any(dim=1).all()):
+        raise ValueError("every reference must contain eos_id")
+    length = max(predicted.shape[1], references.shape[1])
+
+    def through_eos(ids: Tensor) -> Tensor:
+        ids = F.pad(ids, (0, length - ids.shape[1]), value=-1)  # (B, L) -> (B, length)
+        is_eos = (ids == eos_id).long()
+        after_eos = (is_eos.cumsum(dim=1) - is_eos) > 0
+        return ids.masked_fill(after_eos, -1)  # -1 is no id: positions after <eos> match
+
+    same = (through_eos(predicted) == through_eos(references)).all(dim=1)  # (B,)
+    ended = (predicted == eos_id).any(dim=1)  # (B,)
+    return int((same & ended).sum()) / predicted.shape[0]  # exact, like exact_match
 
 
 def translate(
