@@ -83,3 +83,20 @@ def test_notebook_ends_with_summary_and_exercises(path):
         "".join(c["source"]) for c in load(path)["cells"] if c["cell_type"] == "markdown"
     )
     assert "## Summary" in text and "## Exercises" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exercise_solutions_hide_code_and_answer(path):
+    cells = load(path)["cells"]
+    start = next(
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "markdown" and "## Exercises" in "".join(c["source"])
+    )
+    solutions = [c for c in cells[start:] if c["cell_type"] == "code"]
+    assert solutions, "the exercises need solutions"
+    for cell in solutions:
+        tags = cell["metadata"].get("tags", [])
+        assert "hide-cell" in tags, (
+            "solution cells are tagged hide-cell, so the answer stays hidden"
+        )
