@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attention_book import validation
+
 ANIMALS = ("cat", "dog", "bird", "horse", "mouse", "rabbit", "fox", "cow")
 OBJECTS = ("mat", "box", "ball", "chair", "cup", "rug", "hat", "bed")
 ANIMATE_PREDICATES = (
@@ -266,8 +268,7 @@ def pronoun_dataset(
     Returns:
         A :class:`PronounExamples` with ``N = num_examples`` sentences of length 10.
     """
-    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
-        raise ValueError(f"num_examples must be a positive int, got {num_examples!r}")
+    validation.check_positive_int("num_examples", num_examples)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if split not in SPLITS:

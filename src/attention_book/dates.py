@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from attention_book import validation
+
 MONTHS = (
     "January",
     "February",
@@ -280,8 +282,7 @@ def sample(
     Returns:
         A list of ``n`` :class:`DateExample`.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    validation.check_positive_int("n", n)
     names = FORMAT_NAMES if formats is None else tuple(formats)
     if not names:
         raise ValueError("formats must name at least one format")

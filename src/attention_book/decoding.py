@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attention_book import validation
+
 
 def _check_ids(name: str, ids: object, dims: int = 2) -> Tensor:
     if not isinstance(ids, Tensor) or ids.dtype != torch.long:
@@ -29,11 +31,6 @@ def _check_ids(name: str, ids: object, dims: int = 2) -> Tensor:
     if ids.dim() != dims or ids.shape[-1] == 0:
         raise ValueError(f"{name} must have {dims} dimensions (B, length), got {tuple(ids.shape)}")
     return ids
-
-
-def _check_positive_int(name: str, n: object) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive int, got {n!r}")
 
 
 def _check_smoothing(smoothing: object) -> None:
@@ -80,7 +77,7 @@ def smoothed_targets(labels: Tensor, num_classes: int, smoothing: float = 0.0) -
     Returns:
         float ``(..., V)``; every row sums to 1.
     """
-    _check_positive_int("num_classes", num_classes)
+    validation.check_positive_int("num_classes", num_classes)
     _check_smoothing(smoothing)
     if not isinstance(labels, Tensor) or labels.dtype != torch.long:
         raise TypeError("labels must be a LongTensor of class ids")
@@ -168,7 +165,7 @@ def batch_loss_fn(
     """
     _check_ids("src", src)
     _check_ids("tgt", tgt)
-    _check_positive_int("batch_size", batch_size)
+    validation.check_positive_int("batch_size", batch_size)
     if src.shape[0] != tgt.shape[0]:
         raise ValueError(
             f"src {tuple(src.shape)} and tgt {tuple(tgt.shape)} need the same number of rows"
@@ -206,7 +203,7 @@ def warmup_cosine_schedule(
     """
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
-    _check_positive_int("total_steps", total_steps)
+    validation.check_positive_int("total_steps", total_steps)
     if total_steps <= warmup_steps:
         raise ValueError(f"total_steps={total_steps} must exceed warmup_steps={warmup_steps}")
     if not 0.0 <= final_ratio <= 1.0:
@@ -239,7 +236,7 @@ class _EvalMode:
 
 def _check_decoding_args(src: Tensor, max_len: int, ids: dict[str, int]) -> None:
     _check_ids("src", src)
-    _check_positive_int("max_len", max_len)
+    validation.check_positive_int("max_len", max_len)
     for name, value in ids.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -329,7 +326,7 @@ def beam_search(
         the total log-probability of each returned sequence, without the length penalty.
     """
     _check_decoding_args(src, max_len, {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id})
-    _check_positive_int("beam_width", beam_width)
+    validation.check_positive_int("beam_width", beam_width)
     if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
         raise ValueError(f"length_penalty must be a non-negative float, got {length_penalty!r}")
     B, K = src.shape[0], beam_width
@@ -477,8 +474,8 @@ def translate(
         N strings.
     """
     _check_ids("src", src)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("beam_width", beam_width)
+    validation.check_positive_int("batch_size", batch_size)
+    validation.check_positive_int("beam_width", beam_width)
     out: list[str] = []
     for chunk in src.split(batch_size):
         chunk = chunk[:, : max(1, int((chunk != pad_id).sum(1).max()))]  # drop padding columns

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from attention_book import attention
+from attention_book import attention, validation
 
 
 def blockwise_attention(
@@ -31,8 +31,7 @@ def blockwise_attention(
         a query with no allowed key gets a zero output.
     """
     attention.check_attention_inputs(q, k, v, mask)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    validation.check_positive_int("block_size", block_size)
     T, S = q.shape[-2], k.shape[-2]
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     if mask is not None:
@@ -68,6 +67,5 @@ def attention_matrix_bytes(
         ("S", S),
         ("bytes_per_element", bytes_per_element),
     ):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{name} must be a positive int, got {n!r}")
+        validation.check_positive_int(name, n)
     return batch * num_heads * T * S * bytes_per_element

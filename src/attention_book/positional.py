@@ -5,13 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attention_book import validation
+
 #: The base of the wavelengths, 10000 in the paper.
 BASE = 10000.0
-
-
-def _check_positive_int(name: str, n: object) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive int, got {n!r}")
 
 
 def angular_frequencies(d_model: int) -> Tensor:
@@ -26,7 +23,7 @@ def angular_frequencies(d_model: int) -> Tensor:
     Returns:
         float64 tensor of shape ``(D/2,)``, decreasing from 1.
     """
-    _check_positive_int("d_model", d_model)
+    validation.check_positive_int("d_model", d_model)
     if d_model % 2:
         raise ValueError(f"d_model must be even to pair sines with cosines, got {d_model}")
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (D/2,)
@@ -43,7 +40,7 @@ def sinusoidal_encoding(num_positions: int, d_model: int) -> Tensor:
     Returns:
         float32 tensor of shape ``(num_positions, d_model)``, every value in [-1, 1].
     """
-    _check_positive_int("num_positions", num_positions)
+    validation.check_positive_int("num_positions", num_positions)
     omega = angular_frequencies(d_model)  # (D/2,)
     # Computed in float64: at positions in the thousands float32 angles lose digits.
     pos = torch.arange(num_positions, dtype=torch.float64)[:, None]  # (P, 1)

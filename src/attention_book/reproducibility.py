@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from attention_book import validation
+
 DEFAULT_SEED = 0
 DEFAULT_THREADS = 2
 
@@ -22,8 +24,7 @@ def set_seed(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    validation.check_positive_int("threads", threads)
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global stream that plain np.random uses

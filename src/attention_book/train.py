@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from attention_book import validation
+
 
 @dataclass
 class History:
@@ -54,8 +56,7 @@ def fit(
     Returns:
         A :class:`History` with one loss per step.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    validation.check_positive_int("steps", steps)
     if optimizer is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     history = History()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention_book import attention, positional
+from attention_book import attention, positional, validation
 from attention_book.multihead import MultiHeadAttention
 
 ACTIVATIONS = ("relu", "gelu")
@@ -34,11 +34,6 @@ ACTIVATIONS = ("relu", "gelu")
 def _check_activation(activation: str) -> None:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-
-
-def _check_positive_int(name: str, n: object) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive int, got {n!r}")
 
 
 def _check_norm_first(norm_first: object) -> None:
@@ -97,8 +92,8 @@ class FeedForward(nn.Module):
         self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"
     ) -> None:
         super().__init__()
-        _check_positive_int("d_model", d_model)
-        _check_positive_int("d_ff", d_ff)
+        validation.check_positive_int("d_model", d_model)
+        validation.check_positive_int("d_ff", d_ff)
         _check_dropout(dropout)
         _check_activation(activation)
         self.activation = activation
@@ -383,7 +378,7 @@ class Encoder(nn.Module):
         norm_first: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_layers", num_layers)
+        validation.check_positive_int("num_layers", num_layers)
         args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
         self.layers = nn.ModuleList(EncoderLayer(*args) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model) if norm_first else None
@@ -417,7 +412,7 @@ class Decoder(nn.Module):
         norm_first: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_layers", num_layers)
+        validation.check_positive_int("num_layers", num_layers)
         args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
         self.layers = nn.ModuleList(DecoderLayer(*args) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model) if norm_first else None
@@ -470,7 +465,7 @@ class TransformerConfig:
             "d_ff",
             "max_len",
         ):
-            _check_positive_int(name, getattr(self, name))
+            validation.check_positive_int(name, getattr(self, name))
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
