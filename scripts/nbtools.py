@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 KERNEL = "python3"
 TIMEOUT_S = 600
 KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
-KEEP_CELL_METADATA = ("tags",)
+KEEP_CELL_METADATA = ("tags", "mystnb")  # mystnb: a figure's alt text
 
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:

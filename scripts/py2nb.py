@@ -2,6 +2,8 @@
 
 Cells start at lines beginning with ``# %%``; ``# %% [markdown]`` starts a markdown cell whose
 lines lose their leading ``# ``. Tags go on the marker line: ``# %% tags=["remove-cell"]``.
+A figure's alt text goes there too, after any tags: ``# %% alt="Two curves that cross at T = 64"``;
+MyST-NB reads it from the cell metadata ``mystnb: image: alt``.
 
 Usage: python scripts/py2nb.py chapter.py notebooks/NN_name.ipynb
 Then execute it with: make notebook NB=notebooks/NN_name.ipynb
@@ -16,21 +18,24 @@ from pathlib import Path
 
 import nbformat
 
-MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
+MARKER = re.compile(
+    r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*?\]))?(?:\s+alt=(?P<alt>\".*\"))?\s*$"
+)
 
 
 def convert(text: str) -> nbformat.NotebookNode:
     """Split ``text`` at ``# %%`` markers into notebook cells."""
     nb = nbformat.v4.new_notebook()
-    cells: list[tuple[bool, list[str], list[str]]] = []
+    cells: list[tuple[bool, list[str], str | None, list[str]]] = []
     for line in text.splitlines():
         match = MARKER.match(line)
         if match:
             tags = json.loads(match["tags"]) if match["tags"] else []
-            cells.append((bool(match["md"]), tags, []))
+            alt = json.loads(match["alt"]) if match["alt"] else None
+            cells.append((bool(match["md"]), tags, alt, []))
         elif cells:
-            cells[-1][2].append(line)
-    for is_md, tags, lines in cells:
+            cells[-1][3].append(line)
+    for is_md, tags, alt, lines in cells:
         while lines and not lines[-1].strip():
             lines.pop()
         while lines and not lines[0].strip():
@@ -42,6 +47,8 @@ def convert(text: str) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_code_cell("\n".join(lines))
         if tags:
             cell.metadata["tags"] = tags
+        if alt:
+            cell.metadata["mystnb"] = {"image": {"alt": alt}}
         nb.cells.append(cell)
     nb.metadata["kernelspec"] = {
         "display_name": "Python 3",

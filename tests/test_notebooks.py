@@ -46,7 +46,7 @@ def test_notebook_is_committed_clean_and_executed(path):
         "execute top to bottom in a fresh kernel: make notebook NB=" + str(path.relative_to(ROOT))
     )
     for cell in nb["cells"]:
-        assert set(cell.get("metadata", {})) <= {"tags"}, "clean cell metadata"
+        assert set(cell.get("metadata", {})) <= {"tags", "mystnb"}, "clean cell metadata"
         outputs = cell.get("outputs", [])
         assert all(o["output_type"] != "error" for o in outputs), "a committed cell shows an error"
     assert set(nb["metadata"]) <= {"kernelspec", "language_info"}
