@@ -1,0 +1,225 @@
+"""Text generation from a decoder-only model: sampling rules and the key-value cache.
+
+The protocol a model follows to be driven by :func:`generate`:
+
+* ``model.config.max_len`` is the longest sequence it can read, and ``model.config.num_layers``
+  the number of attention layers that keep a cache;
+* ``model(ids, cache=None)`` maps ``(B, T)`` token ids to ``(B, T, V)`` next-token logits;
+* with a :class:`KVCache`, ``ids`` are the tokens that follow the ``cache.length`` positions already
+  read: the model reads ``cache.length`` once, at the start of its forward pass (the position of
+  its first new token), and each attention layer ``i`` hands its new keys and values to
+  ``cache.update(i, k, v)``, which returns the keys and values of every position so far.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import torch
+from torch import Tensor, nn
+
+
+class KVCache:
+    """The keys and values each attention layer has computed so far, kept between steps.
+
+    Each layer's keys and values are ``(B, H_kv, S, d_k)``; a step appends the new positions along
+    ``S``. Its memory grows by ``2 * num_layers * H_kv * d_k`` numbers per token and sequence.
+
+    Args:
+        num_layers: how many attention layers store keys and values.
+    """
+
+    def __init__(self, num_layers: int):
+        num_layers = _index("num_layers", num_layers)
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        self.keys: list[Tensor | None] = [None] * num_layers
+        self.values: list[Tensor | None] = [None] * num_layers
+
+    @property
+    def length(self) -> int:
+        """The number of positions cached (those of layer 0, which is updated first)."""
+        return 0 if self.keys[0] is None else self.keys[0].shape[-2]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append one layer's new keys and values; return that layer's keys and values so far.
+
+        Args:
+            layer: the layer's index, from 0.
+            k: ``(B, H_kv, T_new, d_k)`` keys of the new positions.
+            v: ``(B, H_kv, T_new, d_v)`` values of the new positions.
+
+        Returns:
+            ``(keys, values)``, each ``(B, H_kv, S + T_new, d)`` for the S positions cached before.
+        """
+        if k.dim() != 4 or v.dim() != 4 or k.shape[:3] != v.shape[:3]:
+            raise ValueError(
+                f"k and v must be (B, H_kv, T_new, d) with equal B, H_kv and T_new; "
+                f"got {tuple(k.shape)} and {tuple(v.shape)}"
+            )
+        old_k, old_v = self.keys[layer], self.values[layer]
+        if old_k is not None:
+            if old_k.shape[:2] != k.shape[:2] or old_k.shape[-1] != k.shape[-1]:
+                raise ValueError(
+                    f"layer {layer} caches keys of shape {tuple(old_k.shape)}; new keys of shape "
+                    f"{tuple(k.shape)} do not continue them"
+                )
+            k = torch.cat([old_k, k], dim=-2)  # (B, H_kv, S, d_k) + (B, H_kv, T_new, d_k)
+            v = torch.cat([old_v, v], dim=-2)  # (B, H_kv, S, d_v) + (B, H_kv, T_new, d_v)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def memory_bytes(self) -> int:
+        """Bytes held by every cached key and value tensor."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
+
+
+def next_token_distribution(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> Tensor:
+    """The probabilities a sampler draws the next token from, after the sampling rules.
+
+    Temperature divides the logits (below 1 sharpens, above 1 flattens; 0 means greedy: all the
+    probability on the largest logit). ``top_k`` keeps the k most likely tokens; ``top_p`` keeps
+    the smallest set of most likely tokens whose probabilities sum to at least p (the nucleus,
+    Holtzman et al., 2020). The kept probabilities are renormalised.
+
+    Args:
+        logits: ``(..., V)`` unnormalised scores of the next token.
+        temperature: at least 0.
+        top_k: None, or at least 1.
+        top_p: None, or in (0, 1].
+
+    Returns:
+        ``(..., V)`` probabilities that sum to 1 along the last dimension.
+    """
+    top_k = _check_sampling(temperature, top_k, top_p)
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() < 1:
+        raise TypeError("logits must be a floating-point tensor of shape (..., V)")
+    if torch.isnan(logits).any():
+        raise ValueError("logits contain NaN")
+    logits = logits.float()
+    if temperature == 0:
+        best = logits.argmax(dim=-1, keepdim=True)  # (..., 1)
+        return torch.zeros_like(logits).scatter_(-1, best, 1.0)  # (..., V)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    probs = torch.softmax(logits, dim=-1)  # (..., V)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)  # (..., V) twice
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
+        drop_sorted = before >= top_p  # the first token is always kept (before = 0)
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    ids: Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Extend each prompt by up to ``max_new_tokens`` tokens, one token at a time.
+
+    Args:
+        model: follows the protocol in this module's docstring.
+        ids: ``(B, T)`` integer prompt ids, T >= 1.
+        max_new_tokens: how many tokens to add at most.
+        temperature, top_k, top_p: the sampling rules of :func:`next_token_distribution`;
+            ``temperature=0`` is greedy decoding.
+        eos_id: a row that produces this token stops; its later positions hold ``eos_id`` too.
+            Generation ends early once every row has stopped.
+        use_cache: keep keys and values between steps (:class:`KVCache`) instead of reading the
+            whole sequence again at each step. The tokens are the same either way.
+        generator: a seeded ``torch.Generator`` makes sampling reproducible.
+
+    Returns:
+        ``(B, T + n)`` ids, the prompts followed by n <= ``max_new_tokens`` new tokens.
+    """
+    _check_sampling(temperature, top_k, top_p)
+    max_new_tokens = _index("max_new_tokens", max_new_tokens)
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be at least 0, got {max_new_tokens}")
+    if not isinstance(ids, Tensor) or ids.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"ids must be an int64 or int32 tensor of token ids, got {_describe(ids)}")
+    if ids.dim() != 2 or ids.shape[1] < 1:
+        raise ValueError(f"ids must be (B, T) with T >= 1, got shape {tuple(ids.shape)}")
+    max_len = model.config.max_len
+    if ids.shape[1] + max_new_tokens > max_len:
+        raise ValueError(
+            f"a prompt of {ids.shape[1]} tokens plus max_new_tokens={max_new_tokens} exceeds the "
+            f"model's max_len={max_len}"
+        )
+    if eos_id is not None:
+        eos_id = _index("eos_id", eos_id)
+    ids = ids.long()
+    cache = KVCache(model.config.num_layers) if use_cache else None
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
+    step_input = ids
+    for _ in range(max_new_tokens):
+        logits = model(step_input if use_cache else ids, cache=cache)[:, -1]  # (B, V)
+        probs = next_token_distribution(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+        if temperature == 0:
+            new = probs.argmax(dim=-1)  # (B,)
+        else:
+            new = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+        if eos_id is not None:
+            new = new.masked_fill(done, eos_id)
+            done = done | (new == eos_id)
+        ids = torch.cat([ids, new[:, None]], dim=1)  # (B, T) -> (B, T + 1)
+        step_input = new[:, None]  # (B, 1)
+        if eos_id is not None and bool(done.all()):
+            break
+    return ids
+
+
+def _index(name: str, n: object) -> int:
+    """``n`` as a Python int if it is an integer (int, numpy or torch integer scalar)."""
+    if isinstance(n, bool):
+        raise TypeError(f"{name} must be an integer, got the bool {n}")
+    try:
+        return operator.index(n)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {_describe(n)}") from None
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return f"{type(x).__name__} {x!r}"
+
+
+def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> int | None:
+    """Raise on a bad sampling rule; return ``top_k`` as a Python int (or None)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a number, got {_describe(temperature)}")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(
+            f"temperature must be finite and at least 0 (0 is greedy), got {temperature}"
+        )
+    if top_k is not None:
+        top_k = _index("top_k", top_k)
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
+            raise TypeError(f"top_p must be a number, got {_describe(top_p)}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    return top_k
