@@ -34,20 +34,25 @@ def test_peak_memory_rejects_a_non_callable():
         measure.peak_memory(3)
 
 
-def test_time_call_returns_the_median_duration():
-    calls = []
-    seconds = measure.time_call(lambda: calls.append(time.sleep(0.01)), repeat=3, warmup=2)
-    assert len(calls) == 5
-    assert 0.01 <= seconds < 1.0
+def test_time_calls_interleaves_and_returns_medians():
+    order = []
+    calls = {
+        "short": lambda: order.append(("short", time.sleep(0.001))),
+        "long": lambda: order.append(("long", time.sleep(0.02))),
+    }
+    seconds = measure.time_calls(calls, repeat=3, warmup=1)
+    assert [name for name, _ in order] == ["short", "long"] * 4
+    assert set(seconds) == {"short", "long"}
+    assert 0.001 <= seconds["short"] < seconds["long"] < 1.0
 
 
-def test_time_call_rejects_bad_arguments():
+def test_time_calls_rejects_bad_arguments():
     with pytest.raises(ValueError, match="repeat"):
-        measure.time_call(time.sleep, 0, repeat=0)
+        measure.time_calls({"a": time.time}, repeat=0)
     with pytest.raises(ValueError, match="warmup"):
-        measure.time_call(time.sleep, 0, warmup=-1)
+        measure.time_calls({"a": time.time}, warmup=-1)
     with pytest.raises(TypeError, match="callable"):
-        measure.time_call(None)
+        measure.time_calls({"a": None})
 
 
 def test_loglog_slope_recovers_a_power_law():

@@ -1,4 +1,4 @@
-"""Measuring a call: the peak memory it allocates, the time it takes, and how both grow.
+"""Measuring calls: the peak memory they allocate, the time they take, and how both grow.
 
 Memory is read from PyTorch's own allocator: ``torch.profiler`` with ``profile_memory=True``
 records every allocation and free with its size and time, so the peak is measured, not
@@ -12,7 +12,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -53,32 +53,37 @@ def peak_memory(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     return peak
 
 
-def time_call(
-    fn: Callable[..., Any], *args: Any, repeat: int = 5, warmup: int = 1, **kwargs: Any
-) -> float:
-    """Median wall-clock seconds of ``fn(*args, **kwargs)`` over ``repeat`` runs, after warm-up.
+def time_calls(
+    calls: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall-clock seconds of each call, with the runs interleaved.
+
+    The calls take turns (a, b, c, a, b, c, ...), so that a burst of background load on a shared
+    machine slows all of them alike, and the median resists the bursts that remain.
 
     Args:
-        fn: the function to time.
-        *args, **kwargs: its arguments.
-        repeat: timed runs, a positive int; warmup: untimed runs first, at least 0.
+        calls: name -> a function of no arguments.
+        repeat: timed rounds, a positive int; warmup: untimed rounds first, at least 0.
 
     Returns:
-        The median duration in seconds (the median resists the outliers of a busy machine).
+        name -> median duration in seconds.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    for name, fn in calls.items():
+        if not callable(fn):
+            raise TypeError(f"calls[{name!r}] must be callable, got {type(fn).__name__}")
     validation.check_positive_int("repeat", repeat)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
     for _ in range(warmup):
-        fn(*args, **kwargs)
-    durations = []
+        for fn in calls.values():
+            fn()
+    durations: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        durations.append(time.perf_counter() - start)
-    return statistics.median(durations)
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            durations[name].append(time.perf_counter() - start)
+    return {name: statistics.median(d) for name, d in durations.items()}
 
 
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
