@@ -47,7 +47,7 @@ def implementations(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
-    parser.add_argument("--block-size", type=int, default=256, help="blockwise tile size")
+    parser.add_argument("--block-size", type=int, default=512, help="blockwise tile size")
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds per length")
     args = parser.parse_args()
     torch.manual_seed(0)
