@@ -1,9 +1,10 @@
-"""Attention without the (T, S) matrix: the blockwise, online-softmax idea behind FlashAttention.
+"""Exact attention without the (T, S) matrix: the tiled, online-softmax idea of FlashAttention.
 
-Plain attention materialises every score, T x S numbers per head. Processing the keys in blocks
-and keeping, for every query, a running maximum, a running sum of exponentials and a running
-weighted sum of values gives the same output while holding only a (T, block) slice of scores at
-a time (Dao et al., 2022; Milakov and Gimelshein, 2018).
+Plain attention materialises every score, T x S numbers per head. Cutting the queries and the keys
+into blocks, and keeping for every query a running maximum, a running sum of exponentials and a
+running weighted sum of values, gives the same output while holding one (block, block) tile of
+scores at a time (Milakov and Gimelshein, 2018; Dao et al., 2022). With a causal mask, the tiles
+that lie entirely above the diagonal are skipped, which halves the arithmetic.
 """
 
 from __future__ import annotations
@@ -17,43 +18,76 @@ from attention_book import attention, validation
 
 
 def blockwise_attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, block_size: int = 64
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    causal: bool = False,
+    block_size: int = 64,
 ) -> Tensor:
-    """Scaled dot-product attention computed over key blocks with an online softmax.
+    """Scaled dot-product attention computed tile by tile with an online softmax.
 
     Args:
         q: ``(..., T, d_k)``; k: ``(..., S, d_k)``; v: ``(..., S, d_v)``.
         mask: bool, broadcastable to ``(..., T, S)``; True means "may attend".
-        block_size: number of keys processed at once, a positive int.
+        causal: query t may attend to keys 0..t only (the top-left-aligned causal mask of
+            ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``), combined with
+            ``mask`` if both are given. Each tile's mask is built on the fly and tiles above the
+            diagonal are skipped, so nothing of size T x S is ever allocated.
+        block_size: queries and keys per tile, a positive int.
 
     Returns:
-        ``(..., T, d_v)``, equal to ``attention.scaled_dot_product_attention(q, k, v, mask)[0]``;
-        a query with no allowed key gets a zero output.
+        ``(..., T, d_v)``, equal to ``attention.scaled_dot_product_attention(q, k, v, m)[0]`` with
+        ``m`` the combined mask; a query with no allowed key gets a zero output. Raises the same
+        ValueError where an allowed score is NaN or +inf.
     """
     attention.check_attention_inputs(q, k, v, mask)
     validation.check_positive_int("block_size", block_size)
-    T, S = q.shape[-2], k.shape[-2]
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    T, S, d_k = q.shape[-2], k.shape[-2], q.shape[-1]
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     if mask is not None:
-        mask = mask.expand(*batch, T, S)  # (..., T, S), a view: nothing is copied
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    running_max = q.new_full((*batch, T, 1), float("-inf"))  # (..., T, 1)
-    running_sum = q.new_zeros((*batch, T, 1))  # (..., T, 1)
-    acc = q.new_zeros((*batch, T, v.shape[-1]))  # (..., T, d_v)
-    for start in range(0, S, block_size):
-        stop = min(start + block_size, S)
-        scores = q @ k[..., start:stop, :].transpose(-2, -1) * scale  # (..., T, b)
-        if mask is not None:
-            scores = scores.masked_fill(~mask[..., start:stop], float("-inf"))
-        new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))  # (..., T, 1)
-        # Rows that have seen no allowed key yet keep a max of -inf; shift them by 0 instead.
-        shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
-        correction = torch.exp(running_max - shift)  # rescales what was summed so far
-        p = torch.exp(scores - shift)  # (..., T, b)
-        running_sum = running_sum * correction + p.sum(dim=-1, keepdim=True)
-        acc = acc * correction + p @ v[..., start:stop, :]  # (..., T, b) @ (..., b, d_v)
-        running_max = new_max
-    return acc / torch.where(running_sum > 0, running_sum, torch.ones_like(running_sum))
+        mask = mask.expand(*batch, T, S)  # a view, so that tiles can be sliced: nothing is copied
+    # A skipped tile contributes exactly 0 * v; that is not 0 where v holds NaN or inf, so such
+    # values must reach every output row, as they do in the explicit product weights @ v.
+    skip = causal and bool(torch.isfinite(v).all())
+    out = q.new_empty((*batch, T, v.shape[-1]))  # (..., T, d_v)
+    for q0 in range(0, T, block_size):
+        q1 = min(q0 + block_size, T)
+        q_tile = q[..., q0:q1, :]  # (..., b_q, d_k)
+        running_max = q.new_full((*batch, q1 - q0, 1), float("-inf"))  # (..., b_q, 1)
+        running_sum = q.new_zeros((*batch, q1 - q0, 1))  # (..., b_q, 1)
+        acc = q.new_zeros((*batch, q1 - q0, v.shape[-1]))  # (..., b_q, d_v)
+        last_key = min(q1, S) if skip else S  # keys from q1 on come after every query here
+        for k0 in range(0, last_key, block_size):
+            k1 = min(k0 + block_size, S)
+            scores = q_tile @ k[..., k0:k1, :].transpose(-2, -1) / math.sqrt(d_k)  # (..., b_q, b_k)
+            allowed = None if mask is None else mask[..., q0:q1, k0:k1]  # (..., b_q, b_k)
+            if causal and k1 - 1 > q0:  # the tile reaches above the diagonal
+                rows = torch.arange(q0, q1, device=q.device)[:, None]  # (b_q, 1)
+                cols = torch.arange(k0, k1, device=q.device)[None, :]  # (1, b_k)
+                allowed = cols <= rows if allowed is None else allowed & (cols <= rows)
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            # torch.maximum propagates NaN and +inf, so the final running_max reveals them.
+            new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
+            # Rows that have seen no allowed key yet keep a max of -inf; shift them by 0 instead.
+            shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+            correction = torch.exp(running_max - shift)  # rescales what was summed so far
+            p = torch.exp(scores - shift)  # (..., b_q, b_k)
+            running_sum = running_sum * correction + p.sum(dim=-1, keepdim=True)
+            acc = acc * correction + p @ v[..., k0:k1, :]  # (..., b_q, b_k) @ (..., b_k, d_v)
+            running_max = new_max
+        if not (running_max < float("inf")).all():  # False for NaN and +inf, True for -inf
+            raise ValueError(
+                "attention scores contain NaN or +inf (NaN or infinite q or k, or q kᵀ "
+                "overflowing); scores must be finite or -inf"
+            )
+        # running_sum is 0 only for a query with no allowed key; dividing by 1 keeps it at 0.
+        out[..., q0:q1, :] = acc / torch.where(running_sum > 0, running_sum, 1.0)
+    return out
 
 
 def attention_matrix_bytes(
