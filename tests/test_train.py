@@ -51,7 +51,7 @@ def test_history_final_loss():
     [
         ({"clip_grad_norm": -1.0}, ValueError, "clip_grad_norm must be a positive finite"),
         ({"clip_grad_norm": 0.0}, ValueError, "None turns clipping off"),
-        ({"clip_grad_norm": float("nan")}, ValueError, "got nan"),
+        ({"clip_grad_norm": float("nan")}, ValueError, "clip_grad_norm must be a number, got NaN"),
         ({"clip_grad_norm": True}, TypeError, "of type bool"),
         ({"clip_grad_norm": "1"}, TypeError, "of type str"),
         ({"lr": -0.1}, ValueError, "lr must be a positive finite"),

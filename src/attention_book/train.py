@@ -29,9 +29,7 @@ class History:
 
 
 def _check_positive_float(name: str, x: object, hint: str) -> None:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        raise TypeError(f"{name} must be a float, got {x!r} of type {type(x).__name__}")
-    if not (x > 0 and math.isfinite(x)):
+    if not 0 < validation.check_float(name, x) < math.inf:
         raise ValueError(f"{name} must be a positive finite float ({hint}), got {x}")
 
 

@@ -7,6 +7,8 @@ although Python counts them as ints: ``steps=True`` is a mistake, not the number
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 
 import torch
@@ -46,3 +48,20 @@ def check_positive_int(name: str, n: object) -> int:
 def check_non_negative_int(name: str, n: object) -> int:
     """Return ``n`` as an int; raise ValueError unless it is an integer of at least 0."""
     return check_int(name, n, minimum=0)
+
+
+def check_float(name: str, x: object) -> float:
+    """Return ``x`` as a Python float; raise unless it is a real number (not a bool) and not NaN.
+
+    Args:
+        name: the argument's name, used in the message.
+        x: the value to check; ranges are the caller's to check.
+
+    Returns:
+        ``float(x)``.
+    """
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {x!r} of type {type(x).__name__}")
+    if math.isnan(x):
+        raise ValueError(f"{name} must be a number, got NaN")
+    return float(x)
