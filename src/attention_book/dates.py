@@ -233,7 +233,11 @@ def split_of(d: datetime.date) -> str:
     The hash (BLAKE2b of the ISO string) depends on nothing but the date, so the split is the
     same on every machine and for every format.
     """
-    digest = hashlib.blake2b(to_iso(d).encode(), digest_size=8).digest()
+    return _split_of(_check_date(d))
+
+
+def _split_of(d: datetime.date) -> str:
+    digest = hashlib.blake2b(d.isoformat().encode(), digest_size=8).digest()
     return "test" if int.from_bytes(digest, "big") % TEST_MODULUS == 0 else "train"
 
 
@@ -243,7 +247,7 @@ def dates_in_split(split: str) -> list[datetime.date]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     n = (LAST_DATE - FIRST_DATE).days + 1
     days = (FIRST_DATE + datetime.timedelta(days=i) for i in range(n))
-    return [d for d in days if split_of(d) == split]
+    return [d for d in days if _split_of(d) == split]
 
 
 _SPLIT_CACHE: dict[str, tuple[datetime.date, ...]] = {}
