@@ -48,7 +48,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 def _softmax(x: Tensor, dim: int, what: str) -> Tensor:
     """:func:`softmax` of a float tensor its caller has checked; ``what`` names x in errors."""
-    if x.shape[dim] == 0:  # no entries to normalise: nothing to weigh, and amax needs one
+    if x.numel() == 0:  # e.g. no keys (S = 0): nothing to weigh, and amax refuses an empty dim
         return torch.zeros_like(x)
     x_max = x.amax(dim=dim, keepdim=True)
     # The maximum propagates NaN and +inf, so checking the (smaller) row maxima checks all of x.
