@@ -157,9 +157,10 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple
     For callers that have run :func:`check_attention_inputs` themselves (a layer checks its
     arguments once, then attends). Same arguments and results.
     """
-    # Scale q before the product, as PyTorch does: q kᵀ itself can overflow in float16
+    # Scale before the product, as PyTorch does: q kᵀ itself can overflow in float16
     # (64 products of 40 x 40 make 102,400 > 65,504) where q kᵀ / √d_k does not.
-    scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)  # (..., T, d_k) -> (..., T, S)
+    scaled_keys = k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., S, d_k) -> (..., d_k, S)
+    scores = q @ scaled_keys  # (..., T, d_k) @ (..., d_k, S) -> (..., T, S)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # forbidden pairs get exp(-inf) = 0
     weights = _softmax(scores, -1, "the scores q kᵀ / √d_k (from q and k)")  # (..., T, S)
