@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -208,3 +209,83 @@ def test_rejects_mask_of_wrong_shape():
     with pytest.raises(ValueError, match="does not broadcast"):
         bigger = torch.ones(7, 2, 3, 4, 6, dtype=torch.bool)  # would grow the output's batch
         attention.scaled_dot_product_attention(q, k, v, mask=bigger)
+
+
+# --- edges ---------------------------------------------------------------------------------
+
+
+def test_float16_scales_before_the_product_like_torch():
+    """q kᵀ of 40s with d_k = 64 is 102,400 > 65,504: only q kᵀ / √d_k fits in float16."""
+    q = torch.full((1, 2, 5, 64), 40.0, dtype=torch.float16)
+    k = torch.full((1, 2, 7, 64), 40.0, dtype=torch.float16)
+    v = torch.randn(1, 2, 7, 16).half()
+    out, w = attention.scaled_dot_product_attention(q, k, v)
+    assert torch.isfinite(out).all() and out.dtype == torch.float16
+    assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=2e-3, rtol=2e-3)
+    assert_close(w.float(), torch.full((1, 2, 5, 7), 1 / 7), atol=1e-3, rtol=1e-3)
+
+
+def test_scores_that_overflow_are_named_as_scores():
+    q = torch.full((1, 3, 64), 300.0, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"scores q kᵀ / √d_k.*\+inf.*float16"):
+        attention.scaled_dot_product_attention(q, q, q)
+
+
+def test_no_keys_gives_zeros():
+    """S = 0: every query has no allowed key, so weights (..., T, 0) and a zero output."""
+    q, k, v = torch.randn(2, 3, 4), torch.randn(2, 0, 4), torch.randn(2, 0, 5)
+    out, w = attention.scaled_dot_product_attention(q, k, v)
+    assert w.shape == (2, 3, 0) and out.shape == (2, 3, 5)
+    assert torch.equal(out, torch.zeros(2, 3, 5))
+    assert_close(out, F.scaled_dot_product_attention(q, k, v))
+    mask = torch.ones(3, 0, dtype=torch.bool)
+    assert torch.equal(attention.scaled_dot_product_attention(q, k, v, mask)[0], out)
+    assert attention.softmax(torch.empty(2, 3, 0)).shape == (2, 3, 0)
+    assert torch.equal(attention.softmax(torch.empty(4, 0), dim=0), torch.empty(4, 0))
+
+
+def test_no_queries_gives_empty_output():
+    q, k, v = torch.randn(2, 0, 4), torch.randn(2, 6, 4), torch.randn(2, 6, 5)
+    out, w = attention.scaled_dot_product_attention(q, k, v)
+    assert out.shape == (2, 0, 5) and w.shape == (2, 0, 6)
+
+
+def test_rejects_mixed_dtypes_naming_them():
+    q, k, v = _qkv()
+    with pytest.raises(TypeError, match="q torch.float32, k torch.float64, v torch.float32"):
+        attention.scaled_dot_product_attention(q, k.double(), v)
+    with pytest.raises(TypeError, match="one dtype"):
+        attention.check_attention_inputs(q, k, v.half())
+
+
+def test_rejects_empty_d_k():
+    q, k, v = _qkv(d_k=0)
+    with pytest.raises(ValueError, match="d_k must be at least 1"):
+        attention.scaled_dot_product_attention(q, k, v)
+
+
+def test_non_finite_values_raise_instead_of_giving_nan():
+    q, k, v = _qkv()
+    v[0, 0, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match="v holds NaN or inf"):
+        attention.scaled_dot_product_attention(q, k, v)
+    q[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        attention.scaled_dot_product_attention(q, k, torch.randn_like(v))
+
+
+def test_attend_is_the_unchecked_kernel():
+    q, k, v = _qkv(T=5, S=5)
+    mask = attention.causal_mask(5)
+    for got, expected in zip(
+        attention.attend(q, k, v, mask),
+        attention.scaled_dot_product_attention(q, k, v, mask),
+        strict=True,
+    ):
+        assert torch.equal(got, expected)
+
+
+def test_causal_mask_takes_integer_like_lengths():
+    assert torch.equal(attention.causal_mask(np.int64(3)), attention.causal_mask(3))
+    with pytest.raises(ValueError, match="got True of type bool"):
+        attention.causal_mask(True)

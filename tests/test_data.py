@@ -1,5 +1,6 @@
 """Tests for attention_book.data: the Vocab tokenizer and the pronoun task."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -247,3 +248,17 @@ def test_examples_reject_positions_outside_the_sentence():
         data.PronounExamples(ex.tokens, ex.noun_positions, -ex.it_position, ex.target)
     last = torch.full_like(ex.it_position, t - 1)  # the last position is allowed
     assert len(data.PronounExamples(ex.tokens, ex.noun_positions, last, ex.target)) == 3
+
+
+def test_integer_like_arguments_are_accepted():
+    four = ("a", "b", "c", "d")
+    data.check_word_lists(four, four, four, four, np.int64(2))
+    with pytest.raises(ValueError, match="period must be a positive int, got 2.0 of type float"):
+        data.check_word_lists(four, four, four, four, 2.0)
+    expected = data.pronoun_dataset(5, _gen())
+    got = data.pronoun_dataset(np.int64(5), _gen())
+    assert torch.equal(got.tokens, expected.tokens) and torch.equal(got.target, expected.target)
+    vocab = data.Vocab(["a", "b"])
+    assert vocab.decode(np.array([1, 0, 2])) == vocab.decode([np.int64(1), 2]) == "a b"
+    with pytest.raises(TypeError, match="ids must be ints"):
+        vocab.decode(np.array([True, False]))

@@ -2,8 +2,11 @@
 
 import datetime
 import re
+import subprocess
+import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -277,3 +280,39 @@ def test_recipe_builds_a_model_config():
     assert config.d_model == dates.RECIPE.d_model and config.d_ff == dates.RECIPE.d_ff
     assert dates.RECIPE.notebook_steps <= dates.RECIPE.steps
     assert dates.RECIPE.warmup_steps < dates.RECIPE.notebook_steps
+
+
+def test_importing_renders_nothing_and_max_source_len_is_built_on_first_use():
+    code = (
+        "from attention_book import dates\n"
+        "assert dates._max_source_len.cache_info().currsize == 0\n"
+        "assert dates.MAX_SOURCE_LEN == 30\n"
+        "assert dates._max_source_len.cache_info().currsize == 1\n"
+        "assert dates.RECIPE.model_kwargs()['max_len'] == 30\n"
+        "from attention_book.dates import MAX_SOURCE_LEN\n"
+        "assert MAX_SOURCE_LEN == 30\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'MAX_TARGET_LEN'"):
+        _ = dates.MAX_TARGET_LEN
+
+
+def test_the_longest_source_is_max_source_len():
+    longest = max(
+        (len(f.render(d)) + 1, f.name, d)
+        for f in dates.FORMATS
+        for d in (datetime.date(2049, 9, 1) + datetime.timedelta(days=i) for i in range(30))
+    )
+    assert longest[0] == dates.MAX_SOURCE_LEN == 30, longest
+
+
+def test_integer_like_arguments():
+    assert dates.ordinal(np.int64(22)) == "22nd"
+    assert dates.sample(5, seed=np.int64(3)) == dates.sample(np.int32(5), seed=3)
+    assert dates.TARGET_VOCAB.encode_batch(["1"], length=np.int64(4)).shape == (1, 4)
+    with pytest.raises(ValueError, match="day must be an int, got 2.0 of type float"):
+        dates.ordinal(2.0)
+    with pytest.raises(ValueError, match="day must be an int in 1..31, got 32"):
+        dates.ordinal(np.int64(32))
+    with pytest.raises(ValueError, match="seed must be an int, got '3' of type str"):
+        dates.sample(5, seed="3")

@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -403,3 +404,113 @@ def test_a_tiny_transformer_overfits_a_few_dates():
     assert history.final_loss < 0.05
     out = decoding.greedy_decode(model, src, max_len=dates.TARGET_LEN - 1)
     assert dates.TARGET_VOCAB.decode_batch(out) == [e.target for e in examples]
+
+
+# ----------------------------------------------------------------------------- edges
+
+
+class RecordingMarkov(MarkovModel):
+    """MarkovModel that remembers every source it encodes, and works as ``model(src, tgt)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def encode(self, src):
+        self.sources.append(src)
+        return super().encode(src)
+
+    def forward(self, src, tgt):
+        return self.decode(tgt, *self.encode(src))
+
+
+def padded_anywhere():
+    """Three sources padded on the right, on the left, and inside the row; the last column is
+    padding in every row, so only it may be dropped."""
+    return torch.tensor(
+        [[3, 4, 5, PAD, PAD, PAD], [PAD, PAD, 3, 4, 5, PAD], [3, PAD, 4, 5, PAD, PAD]]
+    )
+
+
+def test_translate_keeps_every_token_however_the_source_is_padded():
+    model = RecordingMarkov()
+    src = padded_anywhere()
+    to_text = lambda ids: [" ".join(map(str, row.tolist())) for row in ids]
+    for beam_width in (1, 2):
+        model.sources.clear()
+        got = decoding.translate(model, src, to_text, max_len=4, beam_width=beam_width)
+        (seen,) = model.sources
+        assert torch.equal(seen, src[:, :5])  # only the all-padding last column is dropped
+        # The stand-in ignores token order, so all three sources say the same thing.
+        assert got[0] == got[1] == got[2]
+        assert got == decoding.translate(model, src[[0, 0, 0]], to_text, 4, beam_width)
+
+
+def test_batch_loss_fn_keeps_every_token_however_the_source_is_padded():
+    model = RecordingMarkov()
+    src = padded_anywhere()
+    tgt = torch.tensor([[BOS, 4, EOS]] * 3)
+    loss_fn = decoding.batch_loss_fn(src, tgt, 3, seed=0)
+    loss = loss_fn(model, 0)
+    (seen,) = model.sources
+    assert sorted(seen.tolist()) == sorted(src[:, :5].tolist())
+    # Order-blind stand-in: the three rows hold the same tokens, so the loss is that of one.
+    torch.testing.assert_close(loss, decoding.seq2seq_loss(model, src[:1], tgt[:1]))
+
+
+def test_sequence_loss_refuses_a_batch_of_padding_only():
+    labels = torch.full((2, 3), PAD)
+    with pytest.raises(ValueError, match="no token to score"):
+        decoding.sequence_loss(torch.randn(2, 3, 5), labels)
+    with pytest.raises(ValueError, match="pad_id=4"):
+        decoding.sequence_loss(torch.randn(2, 3, 5), torch.full((2, 3), 4), pad_id=4)
+    with pytest.raises(ValueError, match="no token to score"):
+        decoding.seq2seq_loss(
+            RecordingMarkov(), random_src(2, vocab=6), torch.tensor([[BOS, PAD]] * 2)
+        )
+    # One real label is enough, and its loss is finite.
+    labels[1, 2] = 3
+    assert torch.isfinite(decoding.sequence_loss(torch.randn(2, 3, 5), labels))
+
+
+def test_empty_batches_give_empty_results():
+    model = small_transformer()
+    empty = torch.zeros(0, 5, dtype=torch.long)
+    out = decoding.greedy_decode(model, empty, max_len=4)
+    assert out.shape == (0, 0) and out.dtype == torch.long
+    tokens, scores = decoding.beam_search(model, empty, max_len=4, beam_width=3)
+    assert tokens.shape == (0, 0) and scores.shape == (0,)
+    assert decoding.sequence_log_prob(model, empty, torch.zeros(0, 3, dtype=torch.long)).shape == (
+        0,
+    )
+    assert decoding.translate(model, empty, lambda ids: ["x"] * len(ids), max_len=4) == []
+
+
+def test_integer_like_arguments_and_clear_refusals():
+    model = MarkovModel()
+    src = random_src(vocab=6)
+    expected = decoding.greedy_decode(model, src, 4)
+    got = decoding.greedy_decode(model, src, np.int64(4), np.int64(BOS), torch.tensor(EOS))
+    assert torch.equal(got, expected)
+    for bad, message in (
+        ({"max_len": 4.0}, "max_len must be a positive int, got 4.0 of type float"),
+        (
+            {"max_len": 4, "eos_id": True},
+            "eos_id must be a non-negative int, got True of type bool",
+        ),
+        ({"max_len": 4, "pad_id": -1}, "pad_id must be a non-negative int, got -1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            decoding.greedy_decode(model, src, **bad)
+    with pytest.raises(TypeError, match="length_penalty must be a float, got True"):
+        decoding.beam_search(model, src, 4, length_penalty=True)
+    with pytest.raises(ValueError, match="length_penalty must be a number, got NaN"):
+        decoding.beam_search(model, src, 4, length_penalty=float("nan"))
+    with pytest.raises(TypeError, match="label_smoothing must be a float"):
+        decoding.sequence_loss(torch.randn(2, 3, 5), torch.ones(2, 3, dtype=torch.long), 0, "0.1")
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = decoding.warmup_cosine_schedule(optimizer, np.int64(2), np.int32(10))
+    assert optimizer.param_groups[0]["lr"] == 0.5
+    with pytest.raises(ValueError, match="warmup_steps must be a non-negative int, got -1"):
+        decoding.warmup_cosine_schedule(optimizer, -1, 10)
+    del schedule

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.testing import assert_close
@@ -123,3 +124,13 @@ def test_jacobian_rejects_bad_input():
         diagnostics.softmax_jacobian(torch.tensor([2.0, -1.0]))
     with pytest.raises(ValueError, match="sum to 1"):
         diagnostics.softmax_jacobian(torch.tensor([3.0, 1.0]))
+
+
+def test_entropy_takes_an_integer_like_dim_and_refuses_others():
+    w = torch.tensor([[0.5, 1.0], [0.5, 0.0]])
+    assert torch.equal(
+        diagnostics.attention_entropy(w, dim=np.int64(0)), diagnostics.attention_entropy(w, 0)
+    )
+    for bad in (0.5, True, "0"):
+        with pytest.raises(ValueError, match="dim must be an int, got .* of type"):
+            diagnostics.attention_entropy(w, dim=bad)

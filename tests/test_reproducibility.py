@@ -47,3 +47,26 @@ def test_rounded_gives_short_floats():
 def test_rounded_rejects_non_numbers():
     with pytest.raises(TypeError, match="str"):
         reproducibility.rounded("0.5")
+
+
+@pytest.mark.parametrize("seed", [2**32, True, False, -1, 0.0])
+def test_a_rejected_seed_changes_no_global_state(seed):
+    reproducibility.set_seed(7, threads=1)
+    state = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())  # noqa: NPY002
+    with pytest.raises(ValueError, match="seed must be"):
+        reproducibility.set_seed(seed, threads=2)
+    assert random.getstate() == state[0]
+    assert np.array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
+    assert torch.equal(torch.get_rng_state(), state[2])
+    assert torch.get_num_threads() == 1
+    reproducibility.set_seed()
+
+
+def test_set_seed_takes_the_largest_seed_and_integer_like_values():
+    reproducibility.set_seed(reproducibility.MAX_SEED)
+    reproducibility.set_seed(np.int64(5), threads=np.int64(1))
+    first = random.random(), torch.rand(1).item()
+    reproducibility.set_seed(5, threads=1)
+    assert first == (random.random(), torch.rand(1).item())
+    assert torch.get_num_threads() == 1
+    reproducibility.set_seed()

@@ -16,6 +16,8 @@ import math
 import torch
 from torch import Tensor
 
+from attention_book import validation
+
 
 def _check_float_tensor(name: str, x: object) -> None:
     if not isinstance(x, Tensor):
@@ -29,8 +31,8 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
     Subtracting the row maximum before ``exp`` changes nothing mathematically
     (the factor ``exp(-max)`` cancels) but keeps every exponent at most 0, so nothing overflows.
-    Entries equal to ``-inf`` get weight 0; a row that is entirely ``-inf`` gets all-zero
-    weights instead of the NaN that ``0 / 0`` would give.
+    Entries equal to ``-inf`` get weight 0; a row that is entirely ``-inf`` (or empty) gets
+    all-zero weights instead of the NaN that ``0 / 0`` would give.
 
     Args:
         x: scores of any shape, floating point.
@@ -41,10 +43,20 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
         (or to 0 for an all ``-inf`` slice).
     """
     _check_float_tensor("x", x)
+    return _softmax(x, dim, "softmax input")
+
+
+def _softmax(x: Tensor, dim: int, what: str) -> Tensor:
+    """:func:`softmax` of a float tensor its caller has checked; ``what`` names x in errors."""
+    if x.numel() == 0:  # e.g. no keys (S = 0): nothing to weigh, and amax refuses an empty dim
+        return torch.zeros_like(x)
     x_max = x.amax(dim=dim, keepdim=True)
     # The maximum propagates NaN and +inf, so checking the (smaller) row maxima checks all of x.
     if torch.isnan(x_max).any() or torch.isposinf(x_max).any():
-        raise ValueError("softmax input contains NaN or +inf; scores must be finite or -inf")
+        raise ValueError(
+            f"{what} must be finite or -inf, but holds NaN or +inf "
+            f"(the largest finite {x.dtype} is {torch.finfo(x.dtype).max:.4g})"
+        )
     # An all -inf row has max -inf, and -inf - (-inf) is NaN: shift such rows by 0 instead.
     x_max = torch.where(torch.isfinite(x_max), x_max, torch.zeros_like(x_max))
     e = torch.exp(x - x_max)
@@ -63,8 +75,7 @@ def causal_mask(n: int, device: torch.device | str | None = None) -> Tensor:
     Returns:
         ``torch.bool`` tensor of shape ``(n, n)``.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"causal_mask needs a positive int length, got {n!r}")
+    n = validation.check_positive_int("n", n)
     return torch.ones(n, n, dtype=torch.bool, device=device).tril()
 
 
@@ -82,7 +93,17 @@ def check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None 
                 f"{name} must have at least 2 dimensions (..., len, dim), "
                 f"got shape {tuple(x.shape)}"
             )
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(
+            f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}"
+        )
+    if not q.device == k.device == v.device:
+        raise ValueError(
+            f"q, k and v must be on one device, got q {q.device}, k {k.device}, v {v.device}"
+        )
     shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+    if q.shape[-1] == 0:
+        raise ValueError(f"d_k must be at least 1 (the scale is 1/sqrt(d_k)); got {shapes}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share their last dimension d_k; got {shapes}")
     if k.shape[-2] != v.shape[-2]:
@@ -127,14 +148,26 @@ def scaled_dot_product_attention(
         Each row of weights sums to 1, or is all zero where the mask allows no key.
     """
     check_attention_inputs(q, k, v, mask)
-    d_k = q.shape[-1]
-    scores = (
-        q @ k.transpose(-2, -1) / math.sqrt(d_k)
-    )  # (..., T, d_k) @ (..., d_k, S) -> (..., T, S)
+    return attend(q, k, v, mask)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """:func:`scaled_dot_product_attention` without the argument checks.
+
+    For callers that have run :func:`check_attention_inputs` themselves (a layer checks its
+    arguments once, then attends). Same arguments and results.
+    """
+    # Scale before the product, as PyTorch does: q kᵀ itself can overflow in float16
+    # (64 products of 40 x 40 make 102,400 > 65,504) where q kᵀ / √d_k does not.
+    scaled_keys = k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., S, d_k) -> (..., d_k, S)
+    scores = q @ scaled_keys  # (..., T, d_k) @ (..., d_k, S) -> (..., T, S)
     if mask is not None:
-        scores = scores.masked_fill(
-            ~mask, float("-inf")
-        )  # forbidden pairs get weight exp(-inf) = 0
-    weights = softmax(scores, dim=-1)  # (..., T, S)
+        scores = scores.masked_fill(~mask, float("-inf"))  # forbidden pairs get exp(-inf) = 0
+    weights = _softmax(scores, -1, "the scores q kᵀ / √d_k (from q and k)")  # (..., T, S)
     output = weights @ v  # (..., T, S) @ (..., S, d_v) -> (..., T, d_v)
+    if not torch.isfinite(output).all():  # the scores were finite, so v is to blame
+        raise ValueError(
+            f"attention output is not finite: v holds NaN or inf, or weights @ v overflows "
+            f"{v.dtype}"
+        )
     return output, weights

@@ -17,6 +17,7 @@ predicate) combination of the test split occurs in training.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,7 +84,8 @@ def check_word_lists(
     if len(set(lengths.values())) != 1:
         raise ValueError(f"the four word lists must have the same length, got {lengths}")
     n = lengths["animals"]
-    if isinstance(period, bool) or not isinstance(period, int) or period < 1 or n % period:
+    period = validation.check_positive_int("period", period)
+    if n % period:
         raise ValueError(
             f"the held-out period must be a positive int dividing the list length {n}, "
             f"got {period!r}"
@@ -144,7 +146,7 @@ class Vocab:
         """The sentence for a ``(T,)`` sequence of integer ids, with ``<pad>`` tokens dropped.
 
         Args:
-            ids: a ``(T,)`` integer tensor or a sequence of ints.
+            ids: a ``(T,)`` integer tensor or a sequence of ints (NumPy integers included).
 
         Returns:
             The tokens joined by single spaces.
@@ -152,9 +154,10 @@ class Vocab:
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         if any(isinstance(i, list) for i in ids):
             raise ValueError("decode takes one sentence, a 1-d sequence of ids")
-        not_int = [i for i in ids if isinstance(i, bool) or not isinstance(i, int)]
+        not_int = [i for i in ids if isinstance(i, bool) or not hasattr(type(i), "__index__")]
         if not_int:
             raise TypeError(f"ids must be ints (or an integer tensor), got {not_int}")
+        ids = [operator.index(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < len(self)]
         if bad:
             raise ValueError(f"ids {bad} are outside the vocabulary of {len(self)} tokens")
@@ -268,7 +271,7 @@ def pronoun_dataset(
     Returns:
         A :class:`PronounExamples` with ``N = num_examples`` sentences of length 10.
     """
-    validation.check_positive_int("num_examples", num_examples)
+    num_examples = validation.check_positive_int("num_examples", num_examples)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if split not in SPLITS:

@@ -16,6 +16,7 @@ so neither the data nor :func:`parse` depend on the machine's locale.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import random
 import re
@@ -58,8 +59,13 @@ PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
 def ordinal(day: int) -> str:
     """English ordinal of a day of the month: 1 -> "1st", 2 -> "2nd", 11 -> "11th", 22 -> "22nd"."""
-    if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
-        raise ValueError(f"day must be an int in 1..31, got {day!r}")
+    day = validation.check_int("day", day)
+    if not 1 <= day <= 31:
+        raise ValueError(f"day must be an int in 1..31, got {day}")
+    return _ordinal(day)
+
+
+def _ordinal(day: int) -> str:
     if 11 <= day <= 13:
         return f"{day}th"
     suffix = {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
@@ -107,10 +113,13 @@ FORMATS: tuple[DateFormat, ...] = (
     DateFormat("month_d_yyyy", lambda d: f"{_month(d)} {d.day}, {d.year}", "%B %d, %Y", True),
     DateFormat("mon_d_yyyy", lambda d: f"{_mon(d)} {d.day}, {d.year}", "%b %d, %Y", True),
     DateFormat(
-        "month_dth_yyyy", lambda d: f"{_month(d)} {ordinal(d.day)}, {d.year}", "%B %d, %Y", True
+        "month_dth_yyyy", lambda d: f"{_month(d)} {_ordinal(d.day)}, {d.year}", "%B %d, %Y", True
     ),
     DateFormat(
-        "dth_of_month_yyyy", lambda d: f"{ordinal(d.day)} of {_month(d)} {d.year}", "%d %B %Y", True
+        "dth_of_month_yyyy",
+        lambda d: f"{_ordinal(d.day)} of {_month(d)} {d.year}",
+        "%d %B %Y",
+        True,
     ),
     DateFormat(
         "weekday_d_mon_yyyy",
@@ -224,7 +233,11 @@ def split_of(d: datetime.date) -> str:
     The hash (BLAKE2b of the ISO string) depends on nothing but the date, so the split is the
     same on every machine and for every format.
     """
-    digest = hashlib.blake2b(to_iso(d).encode(), digest_size=8).digest()
+    return _split_of(_check_date(d))
+
+
+def _split_of(d: datetime.date) -> str:
+    digest = hashlib.blake2b(d.isoformat().encode(), digest_size=8).digest()
     return "test" if int.from_bytes(digest, "big") % TEST_MODULUS == 0 else "train"
 
 
@@ -234,7 +247,7 @@ def dates_in_split(split: str) -> list[datetime.date]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     n = (LAST_DATE - FIRST_DATE).days + 1
     days = (FIRST_DATE + datetime.timedelta(days=i) for i in range(n))
-    return [d for d in days if split_of(d) == split]
+    return [d for d in days if _split_of(d) == split]
 
 
 _SPLIT_CACHE: dict[str, tuple[datetime.date, ...]] = {}
@@ -282,7 +295,7 @@ def sample(
     Returns:
         A list of ``n`` :class:`DateExample`.
     """
-    validation.check_positive_int("n", n)
+    n = validation.check_positive_int("n", n)
     names = FORMAT_NAMES if formats is None else tuple(formats)
     if not names:
         raise ValueError("formats must name at least one format")
@@ -290,7 +303,7 @@ def sample(
     pool = _split_dates(split)
     if distinct_dates and n > len(pool):
         raise ValueError(f"cannot draw {n} distinct dates from the {len(pool)} of split {split!r}")
-    rng = random.Random(seed)
+    rng = random.Random(validation.check_int("seed", seed))
     days = rng.sample(pool, n) if distinct_dates else None
     out = []
     for i in range(n):
@@ -353,7 +366,7 @@ class CharVocab:
             raise ValueError("texts must be a non-empty sequence of strings")
         encoded = [self.encode(t, bos, eos) for t in texts]
         longest = max(len(e) for e in encoded)
-        L = longest if length is None else length
+        L = longest if length is None else validation.check_non_negative_int("length", length)
         if L < longest:
             raise ValueError(f"length={length} is shorter than the longest encoding ({longest})")
         padded = [e + [self.pad_id] * (L - len(e)) for e in encoded]
@@ -405,14 +418,26 @@ def _source_alphabet() -> str:
 SOURCE_VOCAB = CharVocab(_source_alphabet())
 TARGET_VOCAB = CharVocab("0123456789-")
 
-#: Source and target lengths in tokens, <eos> (and the target's <bos>) included.
-#: A single year holds every (weekday, month, two-digit day) combination that makes a long source.
-MAX_SOURCE_LEN = 1 + max(
-    len(f.render(datetime.date(2049, 1, 1) + datetime.timedelta(days=i)))
-    for f in FORMATS
-    for i in range(365)
-)
+#: The target's length in tokens, <bos> and <eos> included.
 TARGET_LEN = len("YYYY-MM-DD") + 2
+
+
+@functools.cache
+def _max_source_len() -> int:
+    """The longest source in tokens, <eos> included: ``MAX_SOURCE_LEN``, computed on first use.
+
+    A single year holds every (weekday, month, two-digit day) combination that makes a long
+    source, so rendering its 365 dates in every format finds the longest.
+    """
+    year = [datetime.date(2049, 1, 1) + datetime.timedelta(days=i) for i in range(365)]
+    return 1 + max(len(f.render(d)) for f in FORMATS for d in year)
+
+
+def __getattr__(name: str) -> int:
+    """Module attributes built on first use (PEP 562): importing the module renders nothing."""
+    if name == "MAX_SOURCE_LEN":
+        return _max_source_len()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def encode_examples(examples: Sequence[DateExample]) -> tuple[Tensor, Tensor]:
@@ -483,7 +508,7 @@ class Recipe:
             tgt_vocab_size=len(TARGET_VOCAB),
             d_ff=self.d_ff,
             dropout=self.dropout,
-            max_len=max(MAX_SOURCE_LEN, TARGET_LEN),
+            max_len=max(_max_source_len(), TARGET_LEN),
             pad_id=PAD_ID,
         )
         return kwargs

@@ -33,11 +33,21 @@ def _check_ids(name: str, ids: object, dims: int = 2) -> Tensor:
     return ids
 
 
-def _check_smoothing(smoothing: object) -> None:
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)):
-        raise TypeError(f"label_smoothing must be a float, got {type(smoothing).__name__}")
-    if not 0.0 <= smoothing < 1.0:
+def _check_smoothing(smoothing: object) -> float:
+    if not 0.0 <= validation.check_float("label_smoothing", smoothing) < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
+    return float(smoothing)
+
+
+def _trim_padding(src: Tensor, pad_id: int) -> Tensor:
+    """Drop the trailing columns that are padding in every row, however the rows are padded.
+
+    Only columns after the last real token of every row go, so no token is ever cut off,
+    whether the padding is on the right, on the left or inside a row.
+    """
+    used = (src != pad_id).any(dim=0).nonzero()  # (S,) -> (n, 1): columns holding a token
+    length = int(used.max()) + 1 if used.numel() else 1
+    return src[:, :length]  # (B, S) -> (B, length)
 
 
 # ----------------------------------------------------------------------------- training
@@ -102,21 +112,36 @@ def sequence_loss(
 
     Returns:
         A scalar: ``-sum_v q_v log p_v`` averaged over the non-padding positions.
+
+    Raises:
+        ValueError: if every label is ``pad_id`` (the mean over no token is undefined).
     """
-    _check_smoothing(label_smoothing)
+    label_smoothing = _check_smoothing(label_smoothing)
+    pad_id = validation.check_int("pad_id", pad_id)
+    _check_ids("labels", labels)
+    return _sequence_loss(logits, labels, pad_id, label_smoothing)
+
+
+def _sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float) -> Tensor:
+    """:func:`sequence_loss` for checked arguments; the logits, a model's output, and the
+    batch's labels are checked here, at every call."""
     if not isinstance(logits, Tensor) or logits.dim() != 3:
         raise ValueError(f"logits must be (B, T, V), got {getattr(logits, 'shape', logits)}")
-    _check_ids("labels", labels)
     if logits.shape[:2] != labels.shape:
         raise ValueError(
             f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} need the same (B, T)"
+        )
+    if not bool((labels != pad_id).any()):  # the mean over no token would be 0 / 0 = NaN
+        raise ValueError(
+            f"every label of shape {tuple(labels.shape)} is pad_id={pad_id}: "
+            "there is no token to score"
         )
     V = logits.shape[-1]
     return F.cross_entropy(
         logits.reshape(-1, V),  # (B, T, V) -> (B * T, V)
         labels.reshape(-1),  # (B, T) -> (B * T,)
         ignore_index=pad_id,
-        label_smoothing=float(label_smoothing),
+        label_smoothing=label_smoothing,
     )
 
 
@@ -134,9 +159,11 @@ def seq2seq_loss(
     Returns:
         A scalar loss.
     """
+    label_smoothing = _check_smoothing(label_smoothing)
+    pad_id = validation.check_int("pad_id", pad_id)
     decoder_input, labels = teacher_forcing(tgt)  # (B, T), (B, T)
     logits = model(src, decoder_input)  # (B, T, V)
-    return sequence_loss(logits, labels, pad_id, label_smoothing)
+    return _sequence_loss(logits, labels, pad_id, label_smoothing)
 
 
 def batch_loss_fn(
@@ -151,7 +178,9 @@ def batch_loss_fn(
     """A ``loss_fn(model, step)`` for :func:`attention_book.train.fit` that samples batches.
 
     Each call draws ``batch_size`` random rows (without replacement) of the training tensors
-    from its own seeded generator, so a run is reproducible, and returns :func:`seq2seq_loss`.
+    from its own seeded generator, so a run is reproducible, drops the source columns that are
+    padding in every drawn row, and returns :func:`seq2seq_loss`. The arguments are checked
+    once, here, not at every step.
 
     Args:
         src: ``(N, S)`` all training sources.
@@ -164,21 +193,23 @@ def batch_loss_fn(
         The function ``loss_fn(model, step) -> scalar``.
     """
     _check_ids("src", src)
-    _check_ids("tgt", tgt)
-    validation.check_positive_int("batch_size", batch_size)
+    decoder_input, labels = teacher_forcing(tgt)  # (N, T), (N, T)
+    batch_size = validation.check_positive_int("batch_size", batch_size)
+    pad_id = validation.check_int("pad_id", pad_id)
+    label_smoothing = _check_smoothing(label_smoothing)
     if src.shape[0] != tgt.shape[0]:
         raise ValueError(
             f"src {tuple(src.shape)} and tgt {tuple(tgt.shape)} need the same number of rows"
         )
     if batch_size > src.shape[0]:
         raise ValueError(f"batch_size={batch_size} exceeds the {src.shape[0]} training examples")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(validation.check_int("seed", seed))
 
     def loss_fn(model: nn.Module, step: int) -> Tensor:
         rows = torch.randperm(src.shape[0], generator=generator)[:batch_size]  # (batch_size,)
-        batch_src = src[rows]  # (N, S) -> (batch_size, S)
-        batch_src = batch_src[:, : max(1, int((batch_src != pad_id).sum(1).max()))]  # trim pads
-        return seq2seq_loss(model, batch_src, tgt[rows], pad_id, label_smoothing)
+        batch_src = _trim_padding(src[rows], pad_id)  # (N, S) -> (batch_size, S')
+        logits = model(batch_src, decoder_input[rows])  # (batch_size, T, V)
+        return _sequence_loss(logits, labels[rows], pad_id, label_smoothing)
 
     return loss_fn
 
@@ -201,12 +232,11 @@ def warmup_cosine_schedule(
     Returns:
         A scheduler to step once per optimiser step.
     """
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
-    validation.check_positive_int("total_steps", total_steps)
+    warmup_steps = validation.check_non_negative_int("warmup_steps", warmup_steps)
+    total_steps = validation.check_positive_int("total_steps", total_steps)
     if total_steps <= warmup_steps:
         raise ValueError(f"total_steps={total_steps} must exceed warmup_steps={warmup_steps}")
-    if not 0.0 <= final_ratio <= 1.0:
+    if not 0.0 <= validation.check_float("final_ratio", final_ratio) <= 1.0:
         raise ValueError(f"final_ratio must be in [0, 1], got {final_ratio}")
 
     def factor(step: int) -> float:
@@ -234,12 +264,15 @@ class _EvalMode:
         self.model.train(self.was_training)
 
 
-def _check_decoding_args(src: Tensor, max_len: int, ids: dict[str, int]) -> None:
+def _check_decoding_args(
+    src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int
+) -> tuple[int, int, int, int]:
+    """Check the arguments every decoder shares; return the ints as Python ints."""
     _check_ids("src", src)
-    validation.check_positive_int("max_len", max_len)
-    for name, value in ids.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    max_len = validation.check_positive_int("max_len", max_len)
+    ids = {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id}
+    bos_id, eos_id, pad_id = (validation.check_non_negative_int(k, v) for k, v in ids.items())
+    return max_len, bos_id, eos_id, pad_id
 
 
 @torch.no_grad()
@@ -266,8 +299,18 @@ def greedy_decode(
 
     Returns:
         ``(B, L)`` generated ids, ``L <= max_len``, without ``<bos>``; ``pad_id`` after ``<eos>``.
+        An empty batch (B = 0) gives a ``(0, 0)`` tensor.
     """
-    _check_decoding_args(src, max_len, {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id})
+    max_len, bos_id, eos_id, pad_id = _check_decoding_args(src, max_len, bos_id, eos_id, pad_id)
+    return _greedy_decode(model, src, max_len, bos_id, eos_id, pad_id)
+
+
+def _greedy_decode(
+    model: nn.Module, src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int
+) -> Tensor:
+    """:func:`greedy_decode` for checked arguments."""
+    if src.shape[0] == 0:  # nothing to generate, and the model need not accept B = 0
+        return src.new_empty(0, 0)
     with _EvalMode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         B = src.shape[0]
@@ -324,12 +367,29 @@ def beam_search(
     Returns:
         ``(tokens, scores)``: tokens ``(B, L)`` as in :func:`greedy_decode`; scores ``(B,)``
         the total log-probability of each returned sequence, without the length penalty.
+        An empty batch (B = 0) gives a ``(0, 0)`` tensor and a ``(0,)`` tensor.
     """
-    _check_decoding_args(src, max_len, {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id})
-    validation.check_positive_int("beam_width", beam_width)
-    if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
+    max_len, bos_id, eos_id, pad_id = _check_decoding_args(src, max_len, bos_id, eos_id, pad_id)
+    beam_width = validation.check_positive_int("beam_width", beam_width)
+    if validation.check_float("length_penalty", length_penalty) < 0:
         raise ValueError(f"length_penalty must be a non-negative float, got {length_penalty!r}")
+    return _beam_search(model, src, max_len, beam_width, bos_id, eos_id, pad_id, length_penalty)
+
+
+def _beam_search(
+    model: nn.Module,
+    src: Tensor,
+    max_len: int,
+    beam_width: int,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+    length_penalty: float,
+) -> tuple[Tensor, Tensor]:
+    """:func:`beam_search` for checked arguments."""
     B, K = src.shape[0], beam_width
+    if B == 0:  # nothing to generate, and the model need not accept B = 0
+        return src.new_empty(0, 0), torch.zeros(0, device=src.device)
     with _EvalMode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         memory = memory.repeat_interleave(K, dim=0)  # (B, S, D) -> (B * K, S, D)
@@ -386,6 +446,8 @@ def sequence_log_prob(
     _check_ids("tokens", tokens)
     if src.shape[0] != tokens.shape[0]:
         raise ValueError(f"src {tuple(src.shape)} and tokens {tuple(tokens.shape)} differ in B")
+    if src.shape[0] == 0:
+        return torch.zeros(0, device=src.device)
     with _EvalMode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         bos = torch.full_like(tokens[:, :1], bos_id)  # (B, 1)
@@ -433,6 +495,8 @@ def exact_match_ids(predicted: Tensor, references: Tensor, eos_id: int = 2) -> f
             f"predicted {tuple(predicted.shape)} and references {tuple(references.shape)} "
             "differ in B"
         )
+    if predicted.shape[0] == 0:
+        raise ValueError("exact_match_ids needs at least one prediction")
     if not bool((references == eos_id).any(dim=1).all()):
         raise ValueError("every reference must contain eos_id")
     length = max(predicted.shape[1], references.shape[1])
@@ -468,20 +532,21 @@ def translate(
         max_len: the most tokens to generate, ``<eos>`` included.
         beam_width: 1 uses :func:`greedy_decode`, more uses :func:`beam_search`.
         batch_size: sources per chunk.
-        bos_id, eos_id, pad_id: the special ids of the target vocabulary.
+        bos_id, eos_id, pad_id: the special ids of the target vocabulary; ``pad_id`` is also the
+            source's padding, wherever it stands in a row.
 
     Returns:
         N strings.
     """
-    _check_ids("src", src)
-    validation.check_positive_int("batch_size", batch_size)
-    validation.check_positive_int("beam_width", beam_width)
+    max_len, bos_id, eos_id, pad_id = _check_decoding_args(src, max_len, bos_id, eos_id, pad_id)
+    batch_size = validation.check_positive_int("batch_size", batch_size)
+    beam_width = validation.check_positive_int("beam_width", beam_width)
     out: list[str] = []
     for chunk in src.split(batch_size):
-        chunk = chunk[:, : max(1, int((chunk != pad_id).sum(1).max()))]  # drop padding columns
+        chunk = _trim_padding(chunk, pad_id)  # (B, S) -> (B, S'): fewer keys to attend to
         if beam_width == 1:
-            ids = greedy_decode(model, chunk, max_len, bos_id, eos_id, pad_id)
+            ids = _greedy_decode(model, chunk, max_len, bos_id, eos_id, pad_id)
         else:
-            ids, _ = beam_search(model, chunk, max_len, beam_width, bos_id, eos_id, pad_id)
+            ids, _ = _beam_search(model, chunk, max_len, beam_width, bos_id, eos_id, pad_id, 0.0)
         out.extend(decode_ids(ids))
     return out

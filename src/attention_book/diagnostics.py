@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attention_book import validation
+
 #: How far a slice of weights may sum from 1 (or from 0, for a fully masked row).
 SUM_TOLERANCE = 1e-3
 
@@ -59,6 +61,7 @@ def attention_entropy(weights: Tensor, dim: int = -1) -> Tensor:
         The entropies, shaped like ``weights`` without ``dim`` (``(..., T)`` for the default).
         They lie between 0 (one-hot) and ``log S`` (uniform over ``S`` keys).
     """
+    dim = validation.check_int("dim", dim)
     w = _check_weights(weights, dim)
     # log(1) = 0 stands in for log(0) where w = 0: 0 * log 0 would be 0 * -inf = NaN.
     log_w = torch.log(torch.where(w > 0, w, torch.ones_like(w)))

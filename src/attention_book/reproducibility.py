@@ -12,19 +12,23 @@ from attention_book import validation
 
 DEFAULT_SEED = 0
 DEFAULT_THREADS = 2
+#: NumPy's legacy generator takes seeds below 2**32; the other generators take them all.
+MAX_SEED = 2**32 - 1
 
 
 def set_seed(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
     """Seed Python, NumPy and PyTorch, and fix PyTorch's CPU thread count.
 
     Args:
-        seed: the seed for every random number generator.
+        seed: the seed for every random number generator, an int in ``[0, MAX_SEED]``.
         threads: intra-op threads for PyTorch. Two matches a free Colab runtime and CI;
             a fixed count keeps floating-point reductions in the same order on every run.
     """
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    validation.check_positive_int("threads", threads)
+    # Check both arguments before touching any global state, so a bad call changes nothing.
+    seed = validation.check_non_negative_int("seed", seed)
+    if seed > MAX_SEED:
+        raise ValueError(f"seed must be at most 2**32 - 1 = {MAX_SEED} (NumPy's limit), got {seed}")
+    threads = validation.check_positive_int("threads", threads)
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - seeds the legacy global stream that plain np.random uses

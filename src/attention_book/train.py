@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,11 @@ class History:
         return sum(self.losses[-tail:]) / tail
 
 
+def _check_positive_float(name: str, x: object, hint: str) -> None:
+    if not 0 < validation.check_float(name, x) < math.inf:
+        raise ValueError(f"{name} must be a positive finite float ({hint}), got {x}")
+
+
 def fit(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, int], Tensor],
@@ -46,18 +52,22 @@ def fit(
         loss_fn: called as ``loss_fn(model, step)``; draws or indexes its own batch and
             returns a scalar loss tensor.
         steps: number of optimiser steps, a positive int.
-        lr: learning rate of the default optimiser, AdamW.
+        lr: learning rate of the default optimiser, AdamW, a positive float.
         optimizer: an optimiser to use instead of the default.
         scheduler: optional learning-rate scheduler, stepped once per step.
-        clip_grad_norm: clip the gradient's global norm to this value; None turns clipping off.
+        clip_grad_norm: clip the gradient's global norm to this positive value; None turns
+            clipping off.
         progress: show a tqdm progress bar with the running loss.
         desc: the progress bar's label.
 
     Returns:
         A :class:`History` with one loss per step.
     """
-    validation.check_positive_int("steps", steps)
+    steps = validation.check_positive_int("steps", steps)
+    if clip_grad_norm is not None:
+        _check_positive_float("clip_grad_norm", clip_grad_norm, "None turns clipping off")
     if optimizer is None:
+        _check_positive_float("lr", lr, "a negative rate would climb the loss")
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     history = History()
     model.train()
