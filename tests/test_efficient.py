@@ -164,9 +164,12 @@ def test_causal_skips_the_tiles_above_the_diagonal(T, block_size):
 def test_nan_in_v_is_not_hidden_by_skipping():
     q, k, v = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8, 2)
     v[7, 1] = NAN  # sits in a tile that a causal query of the first tile would skip
-    out = efficient.blockwise_attention(q, k, v, causal=True, block_size=2)
-    assert_close(out, explicit(q, k, v, causal=True), equal_nan=True)
-    assert torch.isnan(out[:, 1]).all() and not torch.isnan(out[:, 0]).any()
+    for fn in (
+        lambda: explicit(q, k, v, causal=True),
+        lambda: efficient.blockwise_attention(q, k, v, causal=True, block_size=2),
+    ):
+        with pytest.raises(ValueError, match="not finite"):
+            fn()
 
 
 def test_blockwise_gradients_match_explicit():

@@ -39,8 +39,9 @@ def blockwise_attention(
 
     Returns:
         ``(..., T, d_v)``, equal to ``attention.scaled_dot_product_attention(q, k, v, m)[0]`` with
-        ``m`` the combined mask; a query with no allowed key gets a zero output. Raises the same
-        ValueError where an allowed score is NaN or +inf.
+        ``m`` the combined mask; a query with no allowed key gets a zero output. Raises a
+        ValueError where the explicit version does: an allowed score that is NaN or +inf, or an
+        output that is not finite (NaN or infinite values).
     """
     attention.check_attention_inputs(q, k, v, mask)
     validation.check_positive_int("block_size", block_size)
@@ -63,7 +64,9 @@ def blockwise_attention(
         last_key = min(q1, S) if skip else S  # keys from q1 on come after every query here
         for k0 in range(0, last_key, block_size):
             k1 = min(k0 + block_size, S)
-            scores = q_tile @ k[..., k0:k1, :].transpose(-2, -1) / math.sqrt(d_k)  # (..., b_q, b_k)
+            # Scale the keys before the product, as the explicit version does (float16 overflow).
+            k_tile = k[..., k0:k1, :].transpose(-2, -1) / math.sqrt(d_k)  # (..., d_k, b_k)
+            scores = q_tile @ k_tile  # (..., b_q, d_k) @ (..., d_k, b_k) -> (..., b_q, b_k)
             allowed = None if mask is None else mask[..., q0:q1, k0:k1]  # (..., b_q, b_k)
             if causal and k1 - 1 > q0:  # the tile reaches above the diagonal
                 rows = torch.arange(q0, q1, device=q.device)[:, None]  # (b_q, 1)
@@ -87,6 +90,11 @@ def blockwise_attention(
             )
         # running_sum is 0 only for a query with no allowed key; dividing by 1 keeps it at 0.
         out[..., q0:q1, :] = acc / torch.where(running_sum > 0, running_sum, 1.0)
+    if not torch.isfinite(out).all():  # the scores were finite, so v is to blame
+        raise ValueError(
+            f"attention output is not finite: v holds NaN or +inf/-inf, or weights @ v "
+            f"overflows {v.dtype}"
+        )
     return out
 
 
