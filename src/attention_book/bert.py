@@ -1,0 +1,338 @@
+"""A BERT-style sentence encoder built from the book's :class:`~transformer.EncoderLayer`.
+
+BERT (Devlin et al., 2019) is the paper's encoder with three additions around the layers:
+
+* the input of position t is the sum of three learned embeddings, of the token, of the
+  position t, and of the *token type* (segment A or B of a sentence pair);
+* a LayerNorm on that sum, before the first layer (the layers are post-LN, so each layer's
+  output is already normalised, but the embeddings are not);
+* the exact (erf) GELU in the feed-forward network, and LayerNorm with eps = 1e-12.
+
+A *sentence* encoder such as all-MiniLM-L6-v2 (Reimers and Gurevych, 2019) then turns the
+``(T, D)`` output of the last layer into one vector: the mean over the real (not padded)
+tokens, scaled to length 1.
+
+Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attention_book import validation
+from attention_book.transformer import EncoderLayer
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """The hyperparameters of a BERT encoder (the defaults are all-MiniLM-L6-v2's).
+
+    Attributes:
+        vocab_size: V, the WordPiece vocabulary.
+        d_model: D (``hidden_size``).
+        num_heads: H (``num_attention_heads``).
+        num_layers: N (``num_hidden_layers``).
+        d_ff: the feed-forward hidden width (``intermediate_size``).
+        max_len: the number of learned positions (``max_position_embeddings``).
+        type_vocab_size: the number of token types (2: segment A and segment B).
+        eps: the LayerNorm epsilon (``layer_norm_eps``).
+    """
+
+    vocab_size: int = 30522
+    d_model: int = 384
+    num_heads: int = 12
+    num_layers: int = 6
+    d_ff: int = 1536
+    max_len: int = 512
+    type_vocab_size: int = 2
+    eps: float = 1e-12
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
+            validation.check_positive_int(name, getattr(self, name))
+        validation.check_positive_int("type_vocab_size", self.type_vocab_size)
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
+            )
+        if not isinstance(self.eps, float) or not self.eps > 0:
+            raise ValueError(f"eps must be a positive float, got {self.eps!r}")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> BertConfig:
+        """Read a Hugging Face ``config.json`` of a BERT model.
+
+        Args:
+            path: the file.
+
+        Returns:
+            The config; raises ValueError for a model that is not a post-LN BERT with GELU.
+        """
+        raw = json.loads(Path(path).read_text())
+        if raw.get("model_type") != "bert" or raw.get("hidden_act") != "gelu":
+            raise ValueError(
+                f"{path} describes model_type={raw.get('model_type')!r} with "
+                f"hidden_act={raw.get('hidden_act')!r}; expected 'bert' with 'gelu'"
+            )
+        if raw.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"{path}: only absolute position embeddings are supported")
+        return cls(
+            vocab_size=raw["vocab_size"],
+            d_model=raw["hidden_size"],
+            num_heads=raw["num_attention_heads"],
+            num_layers=raw["num_hidden_layers"],
+            d_ff=raw["intermediate_size"],
+            max_len=raw["max_position_embeddings"],
+            type_vocab_size=raw["type_vocab_size"],
+            eps=float(raw["layer_norm_eps"]),
+        )
+
+
+class BertEmbeddings(nn.Module):
+    """Token + position + token-type embeddings, then LayerNorm.
+
+    Args:
+        config: a :class:`BertConfig`.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.token = nn.Embedding(config.vocab_size, config.d_model)
+        self.position = nn.Embedding(config.max_len, config.d_model)
+        self.token_type = nn.Embedding(config.type_vocab_size, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.eps)
+
+    def forward(self, ids: Tensor, token_type: Tensor | None = None) -> Tensor:
+        """Embed ``ids`` ``(B, T)``; ``token_type`` ``(B, T)`` defaults to all zeros (one
+        segment). Returns ``(B, T, D)``."""
+        T = ids.shape[1]
+        if token_type is None:
+            token_type = torch.zeros_like(ids)  # (B, T)
+        x = self.token(ids) + self.position.weight[:T] + self.token_type(token_type)  # (B, T, D)
+        return self.norm(x)
+
+
+class BertEncoder(nn.Module):
+    """BERT's embeddings and a stack of the book's post-LN ``EncoderLayer`` with exact GELU.
+
+    Args:
+        config: a :class:`BertConfig`.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"expected a BertConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.embeddings = BertEmbeddings(c)
+        self.layers = nn.ModuleList(
+            EncoderLayer(c.d_model, c.num_heads, c.d_ff, activation="gelu")
+            for _ in range(c.num_layers)
+        )
+        for layer in self.layers:  # BERT's LayerNorm epsilon, not PyTorch's default 1e-5
+            layer.norm1.eps = layer.norm2.eps = c.eps
+
+    def _check_ids(self, ids: Tensor, real: Tensor | None) -> None:
+        if not isinstance(ids, Tensor) or ids.dtype != torch.long or ids.dim() != 2:
+            got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, Tensor) else type(ids)
+            raise TypeError(f"ids must be a (B, T) LongTensor of token ids, got {got}")
+        B, T = ids.shape
+        if T == 0 or T > self.config.max_len:
+            raise ValueError(f"ids has length {T}; it must be in [1, {self.config.max_len}]")
+        if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
+            raise ValueError(f"ids must lie in [0, {self.config.vocab_size})")
+        if real is not None and (real.dtype != torch.bool or tuple(real.shape) != (B, T)):
+            raise ValueError(
+                f"real must be a bool (B, T) = {(B, T)} mask, got {real.dtype} {tuple(real.shape)}"
+            )
+
+    def forward(self, ids: Tensor, real: Tensor | None = None) -> Tensor:
+        """The last layer's hidden states.
+
+        Args:
+            ids: ``(B, T)`` token ids.
+            real: bool ``(B, T)``, True at real tokens, False at padding; None = no padding.
+
+        Returns:
+            ``(B, T, D)``.
+        """
+        self._check_ids(ids, real)
+        mask = None if real is None else real[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
+        x = self.embeddings(ids)  # (B, T) -> (B, T, D)
+        for layer in self.layers:
+            x = layer(x, mask)  # (B, T, D)
+        return x
+
+    @torch.no_grad()
+    def attention_weights(self, ids: Tensor, real: Tensor | None = None) -> Tensor:
+        """The self-attention weights of every layer and head.
+
+        Args:
+            ids: ``(B, T)`` token ids; real: as in :meth:`forward`.
+
+        Returns:
+            ``(B, N, H, T, T)``: layer, head, query, key.
+        """
+        before = [layer.record_weights for layer in self.layers]
+        try:
+            for layer in self.layers:
+                layer.record_weights = True
+            self(ids, real)
+            weights = [layer.self_weights for layer in self.layers]  # N x (B, H, T, T)
+        finally:
+            for layer, flag in zip(self.layers, before, strict=True):
+                layer.record_weights = flag
+        return torch.stack(weights, dim=1)  # N x (B, H, T, T) -> (B, N, H, T, T)
+
+
+def mean_pool(hidden: Tensor, real: Tensor) -> Tensor:
+    """Average the hidden states of the real tokens of each sentence.
+
+    Args:
+        hidden: ``(B, T, D)``.
+        real: bool ``(B, T)``, True at real tokens; every row needs at least one.
+
+    Returns:
+        ``(B, D)``.
+    """
+    if real.dtype != torch.bool or tuple(real.shape) != tuple(hidden.shape[:2]):
+        raise ValueError(
+            f"real must be a bool mask of shape {tuple(hidden.shape[:2])}, "
+            f"got {real.dtype} {tuple(real.shape)}"
+        )
+    counts = real.sum(dim=1, keepdim=True)  # (B, 1)
+    if (counts == 0).any():
+        raise ValueError("every sentence needs at least one real token")
+    weights = real[..., None].to(hidden.dtype)  # (B, T) -> (B, T, 1)
+    return (hidden * weights).sum(dim=1) / counts.to(hidden.dtype)  # (B, T, D) -> (B, D)
+
+
+#: BERT's tensor names (``encoder.layer.{i}.`` + suffix) -> this package's, inside layer i.
+LAYER_NAMES = {
+    "attention.self.query": "self_attn.w_q",
+    "attention.self.key": "self_attn.w_k",
+    "attention.self.value": "self_attn.w_v",
+    "attention.output.dense": "self_attn.w_o",
+    "attention.output.LayerNorm": "norm1",
+    "intermediate.dense": "ff.w_1",
+    "output.dense": "ff.w_2",
+    "output.LayerNorm": "norm2",
+}
+#: BERT's embedding tensors -> this package's.
+EMBEDDING_NAMES = {
+    "embeddings.word_embeddings": "embeddings.token",
+    "embeddings.position_embeddings": "embeddings.position",
+    "embeddings.token_type_embeddings": "embeddings.token_type",
+    "embeddings.LayerNorm": "embeddings.norm",
+}
+#: Tensors of a BERT checkpoint that a sentence encoder does not use.
+UNUSED_PREFIXES = ("pooler.", "embeddings.position_ids")
+
+
+def book_name(bert_name: str) -> str | None:
+    """Translate one tensor name of a Hugging Face BERT checkpoint into this package's name.
+
+    Args:
+        bert_name: e.g. ``"encoder.layer.3.attention.self.query.weight"``.
+
+    Returns:
+        e.g. ``"layers.3.self_attn.w_q.weight"``, or None for a tensor the encoder does not use
+        (the pooler, the ``position_ids`` buffer).
+    """
+    if bert_name.startswith(UNUSED_PREFIXES):
+        return None
+    stem, _, kind = bert_name.rpartition(".")  # kind: "weight" or "bias"
+    if kind not in ("weight", "bias"):
+        raise ValueError(f"unexpected tensor name {bert_name!r}")
+    if stem in EMBEDDING_NAMES:
+        return f"{EMBEDDING_NAMES[stem]}.{kind}"
+    parts = stem.split(".", 3)  # ["encoder", "layer", "3", "attention.self.query"]
+    if len(parts) == 4 and parts[:2] == ["encoder", "layer"] and parts[3] in LAYER_NAMES:
+        return f"layers.{parts[2]}.{LAYER_NAMES[parts[3]]}.{kind}"
+    raise ValueError(f"unexpected tensor name {bert_name!r}")
+
+
+def load_bert_state(model: BertEncoder, tensors: dict[str, Tensor]) -> None:
+    """Copy a Hugging Face BERT state dict into ``model``, checking that every tensor is used.
+
+    Args:
+        model: the encoder to fill.
+        tensors: name -> tensor, as read from ``model.safetensors``.
+    """
+    ours = {}
+    for name, tensor in tensors.items():
+        target = book_name(name)
+        if target is not None:
+            ours[target] = tensor
+    missing, unexpected = model.load_state_dict(ours, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not fit: missing {missing}, unexpected {unexpected}")
+
+
+class SentenceEncoder(nn.Module):
+    """A tokenizer and a :class:`BertEncoder`, with mean pooling and L2 normalisation.
+
+    Args:
+        encoder: the BERT encoder.
+        tokenizer: a ``tokenizers.Tokenizer`` whose padding and truncation are set up.
+    """
+
+    def __init__(self, encoder: BertEncoder, tokenizer: object) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+
+    def tokenize(self, sentences: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Token ids and the real-token mask of a batch, padded to its longest sentence.
+
+        Args:
+            sentences: N strings.
+
+        Returns:
+            ``(ids, real)``: ids ``(N, T)`` long; real bool ``(N, T)``.
+        """
+        if isinstance(sentences, str) or not sentences:
+            raise ValueError("sentences must be a non-empty list of strings")
+        if not all(isinstance(s, str) for s in sentences):
+            raise TypeError("sentences must all be strings")
+        encodings = self.tokenizer.encode_batch(list(sentences))
+        ids = torch.tensor([e.ids for e in encodings])  # (N, T)
+        real = torch.tensor([e.attention_mask for e in encodings]).bool()  # (N, T)
+        return ids, real
+
+    @torch.no_grad()
+    def embed(self, sentences: Sequence[str]) -> Tensor:
+        """One unit-length vector per sentence.
+
+        Args:
+            sentences: N strings.
+
+        Returns:
+            ``(N, D)``: the mean of the last layer over real tokens, L2-normalised.
+        """
+        ids, real = self.tokenize(sentences)  # (N, T), (N, T)
+        hidden = self.encoder(ids, real)  # (N, T, D)
+        return F.normalize(mean_pool(hidden, real), dim=-1)  # (N, T, D) -> (N, D)
+
+    def attention_maps(self, sentence: str) -> tuple[list[str], Tensor]:
+        """The tokens of one sentence and its attention weights in every layer and head.
+
+        Args:
+            sentence: one string.
+
+        Returns:
+            ``(tokens, weights)``: T WordPiece tokens, ``[CLS]`` and ``[SEP]`` included;
+            weights ``(N, H, T, T)`` (layer, head, query, key).
+        """
+        if not isinstance(sentence, str):
+            raise TypeError(f"sentence must be a str, got {type(sentence).__name__}")
+        encoding = self.tokenizer.encode(sentence)
+        ids = torch.tensor([encoding.ids])  # (1, T)
+        return list(encoding.tokens), self.encoder.attention_weights(ids)[0]  # (N, H, T, T)

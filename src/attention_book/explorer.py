@@ -1,0 +1,150 @@
+"""An interactive attention-head explorer for a static web page: HTML, inline script, no server.
+
+:func:`head_explorer_html` writes the weights of every layer and head of a few sentences into
+one self-contained HTML fragment. Three drop-down lists pick a sentence, a layer and a head; a
+small inline script (no library, nothing fetched) redraws the ``(T, T)`` map as an SVG grid in the
+book's attention colour map. The output is deterministic (weights rounded to two decimals), so
+the same inputs always give the same bytes.
+
+Element ids (fixed, for scripts and browser tests): ``head-explorer`` (the container),
+``head-explorer-sentence``, ``head-explorer-layer``, ``head-explorer-head`` (the three
+``<select>``), ``head-explorer-map`` (the ``<svg>`` that is redrawn; its ``data-state`` attribute
+reads ``"sentence/layer/head"``) and ``head-explorer-caption``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import torch
+from torch import Tensor
+
+from attention_book import plots
+
+#: The ids of the explorer's elements.
+IDS = (
+    "head-explorer",
+    "head-explorer-sentence",
+    "head-explorer-layer",
+    "head-explorer-head",
+    "head-explorer-map",
+    "head-explorer-caption",
+)
+
+_SCRIPT = """
+(function () {
+  var data = JSON.parse(document.getElementById("head-explorer-data").textContent);
+  var pick = function (name) { return document.getElementById("head-explorer-" + name); };
+  var svgNS = "http://www.w3.org/2000/svg";
+  function draw() {
+    var s = +pick("sentence").value, l = +pick("layer").value, h = +pick("head").value;
+    var item = data.sentences[s], tokens = item.tokens, T = tokens.length;
+    var rows = item.weights[l][h], cell = 22, margin = 70;
+    var svg = pick("map"), size = margin + T * cell + 4;
+    while (svg.firstChild) { svg.removeChild(svg.firstChild); }
+    svg.setAttribute("width", size); svg.setAttribute("height", size);
+    svg.setAttribute("viewBox", "0 0 " + size + " " + size);
+    svg.setAttribute("data-state", s + "/" + l + "/" + h);
+    function text(x, y, str, anchor, rotate) {
+      var t = document.createElementNS(svgNS, "text");
+      t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("font-size", "11");
+      t.setAttribute("text-anchor", anchor);
+      if (rotate) { t.setAttribute("transform", "rotate(-60 " + x + " " + y + ")"); }
+      t.textContent = str; svg.appendChild(t);
+    }
+    for (var q = 0; q < T; q++) {
+      text(margin - 4, margin + q * cell + 15, tokens[q], "end", false);
+      text(margin + q * cell + 11, margin - 4, tokens[q], "start", true);
+      for (var k = 0; k < T; k++) {
+        var w = rows[q][k], r = document.createElementNS(svgNS, "rect");
+        r.setAttribute("x", margin + k * cell); r.setAttribute("y", margin + q * cell);
+        r.setAttribute("width", cell - 1); r.setAttribute("height", cell - 1);
+        r.setAttribute("fill", data.colors[w]);
+        var tip = document.createElementNS(svgNS, "title");
+        tip.textContent = tokens[q] + " \\u2192 " + tokens[k] + ": " + (w / 100).toFixed(2);
+        r.appendChild(tip); svg.appendChild(r);
+      }
+    }
+    pick("caption").textContent = "L" + l + "H" + h + " (layer " + l + ", head " + h +
+      ", counted from 0): row = the token that attends, column = the token attended to " +
+      "(darker = more weight).";
+  }
+  ["sentence", "layer", "head"].forEach(function (name) {
+    pick(name).addEventListener("change", draw);
+  });
+  draw();
+})();
+"""
+
+
+def _options(labels: Sequence[str], selected: int) -> str:
+    return "".join(
+        f'<option value="{i}"{" selected" if i == selected else ""}>{html.escape(label)}</option>'
+        for i, label in enumerate(labels)
+    )
+
+
+def head_explorer_html(
+    sentences: Mapping[str, tuple[Sequence[str], Tensor]],
+    layer: int = 0,
+    head: int = 0,
+) -> str:
+    """A self-contained HTML fragment to browse the attention maps of every layer and head.
+
+    Args:
+        sentences: label -> ``(tokens, weights)``, with T tokens and weights ``(N, H, T, T)``
+            (layer, head, query, key), as returned by ``SentenceEncoder.attention_maps``; every
+            sentence needs the same N and H.
+        layer, head: the map shown first, counted from 0 (the labels of the lists count from
+            0 too, as in the names L4H0 of the text).
+
+    Returns:
+        The HTML, with the weights (rounded to two decimals) in an inline JSON block.
+    """
+    if not sentences:
+        raise ValueError("sentences must hold at least one sentence")
+    shapes = set()
+    for label, (tokens, weights) in sentences.items():
+        T = len(tokens)
+        if not isinstance(weights, Tensor) or weights.dim() != 4 or weights.shape[2:] != (T, T):
+            got = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
+            raise ValueError(f"{label!r}: weights must be (N, H, T={T}, T={T}), got {got}")
+        shapes.add(tuple(weights.shape[:2]))
+    if len(shapes) != 1:
+        raise ValueError(f"every sentence needs the same (layers, heads), got {sorted(shapes)}")
+    ((N, H),) = shapes
+    if not (0 <= layer < N and 0 <= head < H):
+        raise ValueError(f"layer={layer}, head={head} outside (layers, heads) = {(N, H)}")
+    cmap = matplotlib.colormaps[plots.ATTENTION_CMAP]
+    payload = {
+        # 101 colours, for weights 0.00 to 1.00 in steps of 0.01.
+        "colors": [matplotlib.colors.to_hex(cmap(i / 100)) for i in range(101)],
+        "sentences": [
+            {
+                "tokens": list(tokens),
+                # (N, H, T, T) weights -> integers in [0, 100]: hundredths.
+                "weights": torch.round(weights.float() * 100).clamp(0, 100).int().tolist(),
+            }
+            for tokens, weights in sentences.values()
+        ],
+    }
+    data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    select = 'style="margin-right:1em"'
+    return (
+        '<div id="head-explorer" style="font-family:sans-serif;font-size:14px">'
+        f'<label>Sentence <select id="head-explorer-sentence" {select}>'
+        f"{_options(list(sentences), 0)}</select></label>"
+        f'<label>Layer <select id="head-explorer-layer" {select}>'
+        f"{_options([str(i) for i in range(N)], layer)}</select></label>"
+        f'<label>Head <select id="head-explorer-head" {select}>'
+        f"{_options([str(i) for i in range(H)], head)}</select></label>"
+        '<div><svg id="head-explorer-map" role="img" aria-label="Attention map of the chosen '
+        'layer and head" xmlns="http://www.w3.org/2000/svg"></svg></div>'
+        '<p id="head-explorer-caption"></p>'
+        f'<script type="application/json" id="head-explorer-data">{data}</script>'
+        f"<script>{_SCRIPT}</script>"
+        "</div>"
+    )
