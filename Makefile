@@ -48,10 +48,12 @@ nbval: $(STAMP)
 	$(BIN)/pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
 
 # nbval has just executed every notebook and matched its stored outputs, so the build reuses them
-# instead of executing everything a second time; `make book` executes afresh.
+# instead of executing everything a second time; `make book` executes afresh. The copied
+# configuration lives in _build/, so the path to the local extension gains a ../.
 book-check: $(STAMP)
 	mkdir -p _build
-	sed 's/^\(  *execute_notebooks:\).*/\1 "off"/' _config.yml > _build/_config_noexec.yml
+	sed -e 's/^\(  *execute_notebooks:\).*/\1 "off"/' -e 's|^\(  *book_site:\) book/_ext|\1 ../book/_ext|' \
+		_config.yml > _build/_config_noexec.yml
 	$(BIN)/jupyter-book build . --path-output . --config _build/_config_noexec.yml --all -n -W --keep-going
 
 notebooks: $(STAMP)
