@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-LINTED := src tests benchmarks scripts notebooks
+LINTED := src tests benchmarks scripts notebooks book/_ext
 
 .PHONY: help install book test lint format unit nbval book-check site-check browser-test notebooks notebook bench clean
 

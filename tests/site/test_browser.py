@@ -3,8 +3,8 @@
 Every page of the table of contents is loaded at 1280 and at 390 px wide from a local HTTP server
 (127.0.0.1, started and stopped here), and must show no console error, render every expression
 with MathJax, load every figure, never scroll sideways, and (on chapters) open a solution when
-its toggle is clicked. Figure text must come out at 9 px or more at 1280 px. A screenshot of
-every page and width goes to _build/screenshots/.
+its toggle is clicked. At 1280 px, figure text must come out at 9 px or more and no code cell may
+scroll sideways. A screenshot of every page and width goes to _build/screenshots/.
 
 Checks for one page (an interactive widget, say) go in PAGE_CHECKS::
 
@@ -204,11 +204,23 @@ def test_page_in_a_real_browser(driver, site_url, page, width):
 
     if page in chapter_pages() and width == max(WIDTHS):
         problems += solution_toggle_problems(driver)
+        problems += code_overflow_problems(driver)
         for check in PAGE_CHECKS.get(page, []):
             check(driver)
 
     driver.save_screenshot(str(SCREENSHOTS / f"{page.replace('/', '_')}-{width}.png"))
     assert not problems, f"{page} at {width} px:\n" + "\n".join(problems)
+
+
+def code_overflow_problems(driver) -> list[str]:
+    """Open every toggle: no code cell may scroll sideways on a wide page (80 characters fit)."""
+    wide = driver.execute_script(
+        """document.querySelectorAll("article details").forEach(d => d.open = true);
+        return [...document.querySelectorAll("article div.cell_input pre")]
+            .filter(p => p.scrollWidth > p.clientWidth + 1)
+            .map(p => p.textContent.split("\\n").reduce((a, b) => a.length >= b.length ? a : b));"""
+    )
+    return [f"a code cell scrolls sideways, its longest line: {line!r}" for line in wide]
 
 
 def solution_toggle_problems(driver) -> list[str]:
