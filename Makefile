@@ -6,13 +6,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-LINTED := src tests benchmarks scripts notebooks
+LINTED := src tests benchmarks scripts notebooks book/_ext
 
-.PHONY: help install book test lint format unit nbval book-check notebooks notebook bench clean
+.PHONY: help install book test lint format unit nbval book-check site-check browser-test notebooks notebook bench clean
 
 help:
 	@echo "make book       build the site into _build/html (executes every notebook)"
-	@echo "make test       ruff, unit tests, strict nbval over notebooks/, book build with -n -W"
+	@echo "make test       ruff, unit tests, strict nbval over notebooks/, book build with -n -W,"
+	@echo "                then checks of the built pages (tests/site/test_built_site.py)"
+	@echo "make browser-test   the built site in headless Chromium (after make test or make book)"
 	@echo "make notebooks  re-execute and clean every notebook in place (after a change to src/)"
 	@echo "make notebook NB=notebooks/03_x.ipynb   the same for one notebook"
 	@echo "make bench      run every script in benchmarks/ (each prints one JSON line)"
@@ -32,7 +34,7 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --path-output . --all -n -W --keep-going
 	@echo "The book is built: open _build/html/index.html"
 
-test: lint unit nbval book-check
+test: lint unit nbval book-check site-check
 	@echo "make test: every check passed"
 
 lint: $(STAMP)
@@ -44,18 +46,28 @@ format: $(STAMP)
 	$(BIN)/ruff format $(LINTED)
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q --ignore=tests/site
 
 # Strict: every stored output is compared. Only the sanitize file's patterns are masked.
 nbval: $(STAMP)
 	$(BIN)/pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
 
 # nbval has just executed every notebook and matched its stored outputs, so the build reuses them
-# instead of executing everything a second time; `make book` executes afresh.
+# instead of executing everything a second time; `make book` executes afresh. The copied
+# configuration lives in _build/, so the path to the local extension gains a ../.
 book-check: $(STAMP)
 	mkdir -p _build
-	sed 's/^\(  *execute_notebooks:\).*/\1 "off"/' _config.yml > _build/_config_noexec.yml
+	sed -e 's/^\(  *execute_notebooks:\).*/\1 "off"/' -e 's|^\(  *book_site:\) book/_ext|\1 ../book/_ext|' \
+		_config.yml > _build/_config_noexec.yml
 	$(BIN)/jupyter-book build . --path-output . --config _build/_config_noexec.yml --all -n -W --keep-going
+
+# The built pages as a reader gets them: buttons, links, images and their alt text, local MathJax.
+site-check: $(STAMP)
+	BOOK_SITE_REQUIRED=1 $(BIN)/pytest tests/site/test_built_site.py -q
+
+# Every page in headless Chromium at two widths (needs chromium and chromedriver; see README).
+browser-test: $(STAMP)
+	BOOK_BROWSER_TEST=1 $(BIN)/pytest tests/site/test_browser.py -q
 
 notebooks: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py $(NOTEBOOKS)

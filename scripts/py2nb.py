@@ -3,7 +3,9 @@
 Cells start at lines beginning with ``# %%``; ``# %% [markdown]`` starts a markdown cell whose
 lines lose their leading ``# ``. Tags go on the marker line: ``# %% tags=["remove-cell"]``.
 A figure's alt text goes there too, after any tags: ``# %% alt="Two curves that cross at T = 64"``;
-MyST-NB reads it from the cell metadata ``mystnb: image: alt``.
+MyST-NB reads it from the cell metadata ``mystnb: image: alt``. A solution cell names its exercise
+in its toggle with ``prompt="the solution to exercise 2"`` (after any alt): the book then shows
+"Show the solution to exercise 2" (``mystnb: code_prompt_show`` and ``code_prompt_hide``).
 
 Usage: python scripts/py2nb.py chapter.py notebooks/NN_name.ipynb
 Then execute it with: make notebook NB=notebooks/NN_name.ipynb
@@ -18,24 +20,27 @@ from pathlib import Path
 
 import nbformat
 
+STRING = r'"(?:[^"\\]|\\.)*"'  # a JSON string
 MARKER = re.compile(
-    r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*?\]))?(?:\s+alt=(?P<alt>\".*\"))?\s*$"
+    r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*?\]))?"
+    rf"(?:\s+alt=(?P<alt>{STRING}))?(?:\s+prompt=(?P<prompt>{STRING}))?\s*$"
 )
 
 
 def convert(text: str) -> nbformat.NotebookNode:
     """Split ``text`` at ``# %%`` markers into notebook cells."""
     nb = nbformat.v4.new_notebook()
-    cells: list[tuple[bool, list[str], str | None, list[str]]] = []
+    cells: list[tuple[bool, list[str], str | None, str | None, list[str]]] = []
     for line in text.splitlines():
         match = MARKER.match(line)
         if match:
             tags = json.loads(match["tags"]) if match["tags"] else []
             alt = json.loads(match["alt"]) if match["alt"] else None
-            cells.append((bool(match["md"]), tags, alt, []))
+            prompt = json.loads(match["prompt"]) if match["prompt"] else None
+            cells.append((bool(match["md"]), tags, alt, prompt, []))
         elif cells:
-            cells[-1][3].append(line)
-    for is_md, tags, alt, lines in cells:
+            cells[-1][4].append(line)
+    for is_md, tags, alt, prompt, lines in cells:
         while lines and not lines[-1].strip():
             lines.pop()
         while lines and not lines[0].strip():
@@ -48,7 +53,11 @@ def convert(text: str) -> nbformat.NotebookNode:
         if tags:
             cell.metadata["tags"] = tags
         if alt:
-            cell.metadata["mystnb"] = {"image": {"alt": alt}}
+            cell.metadata.setdefault("mystnb", {})["image"] = {"alt": alt}
+        if prompt:
+            cell.metadata.setdefault("mystnb", {}).update(
+                code_prompt_show=f"Show {prompt}", code_prompt_hide=f"Hide {prompt}"
+            )
         nb.cells.append(cell)
     nb.metadata["kernelspec"] = {
         "display_name": "Python 3",

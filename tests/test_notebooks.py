@@ -100,3 +100,76 @@ def test_exercise_solutions_hide_code_and_answer(path):
         assert "hide-cell" in tags, (
             "solution cells are tagged hide-cell, so the answer stays hidden"
         )
+
+
+#: The page shows about 80 characters of code; longer lines hide behind a scrollbar.
+MAX_CODE_LINE = 80
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_lines_fit_the_page(path):
+    for n, cell in enumerate(load(path)["cells"]):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] != "code" or "remove-cell" in tags:  # the hidden Colab cell
+            continue
+        for line in "".join(cell["source"]).splitlines():
+            assert len(line) <= MAX_CODE_LINE, (
+                f"cell {n}: a line of {len(line)} characters (at most {MAX_CODE_LINE}): {line}"
+            )
+
+
+def image_cells(nb: dict) -> list[dict]:
+    return [
+        c
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        and any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_has_alt_text(path):
+    for cell in image_cells(load(path)):
+        alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")
+        assert len(alt.split()) >= 6, (
+            'describe the figure in the cell\'s alt text (alt="..." on the marker line): '
+            + "".join(cell["source"])[:80]
+        )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_use_the_house_style(path):
+    nb = load(path)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    source = "\n".join("".join(c["source"]) for c in code)
+    if image_cells(nb) or "plt." in source:
+        first = next(c for c in nb["cells"][2:] if c["cell_type"] == "code")
+        assert "plots.use_book_style()" in "".join(first["source"]), (
+            "call plots.use_book_style() in the first code cell"
+        )
+    from attention_book import plots
+
+    for size in re.findall(r"fontsize\s*=\s*([\d.]+)", source):
+        assert float(size) >= plots.MIN_FONT_PT, f"fontsize={size} is below the house minimum"
+    small = re.findall(r"""(?:fontsize|size)\s*=\s*["'](x*-?small)["']""", source)
+    assert not small, f"font sizes {small} are below the house minimum"
+    for line in source.splitlines():
+        if "rcParams" in line and ("dpi" in line or "size" in line):
+            raise AssertionError(f"plots.use_book_style() sets sizes and dpi, not: {line}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_solution_toggles_name_their_exercise(path):
+    cells = load(path)["cells"]
+    start = next(
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "markdown" and "## Exercises" in "".join(c["source"])
+    )
+    for cell in cells[start:]:
+        if cell["cell_type"] == "code":
+            prompt = cell["metadata"].get("mystnb", {}).get("code_prompt_show", "")
+            assert "exercise" in prompt.lower(), (
+                'name the exercise in the toggle: mystnb: code_prompt_show: "Show the '
+                'solution to exercise 1" (prompt="..." on the marker line)'
+            )

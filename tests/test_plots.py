@@ -36,3 +36,26 @@ def test_heatmap_rejects_wrong_labels_and_shapes():
         plots.attention_heatmap(torch.zeros(2, 3), ["a", "b"], ["x", "y"])
     with pytest.raises(ValueError, match="2-d"):
         plots.attention_heatmap(torch.zeros(2, 3, 4), ["a", "b"])
+
+
+def test_book_style_sets_dpi_and_readable_fonts():
+    from matplotlib import font_manager
+
+    with matplotlib.rc_context():
+        plots.use_book_style()
+        assert plt.rcParams["figure.dpi"] >= 150 and plt.rcParams["savefig.dpi"] >= 150
+        for key in (
+            "font.size",
+            "axes.titlesize",
+            "axes.labelsize",
+            "xtick.labelsize",
+            "ytick.labelsize",
+            "legend.fontsize",
+        ):
+            size = font_manager.FontProperties(size=plt.rcParams[key]).get_size_in_points()
+            assert size >= plots.MIN_FONT_PT, key
+        fig, ax = plt.subplots()
+        assert fig.dpi == plt.rcParams["figure.dpi"]
+        ax = plots.attention_heatmap(torch.full((2, 2), 0.5), ["a", "b"], ax=ax)
+        assert min(t.get_fontsize() for t in ax.texts) >= plots.MIN_FONT_PT
+        plt.close(fig)

@@ -1,0 +1,131 @@
+"""Sphinx extension for the book's site: "et al." citations, one copy of each script.
+
+A BibTeX author list that ends in ``and others`` reads "Brown et al." both in the text and in the
+bibliography (pybtex's styles would print "Brown and others").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pybtex.plugin
+import sphinxcontrib.bibtex.plugin
+from pybtex.richtext import Text
+from pybtex.style import template as tpl
+from pybtex.style.formatting.plain import Style as PlainStyle
+from pybtex.style.labels import BaseLabelStyle
+from pybtex.style.template import FieldIsMissing, first_of, node, optional, sentence, tag
+from sphinxcontrib.bibtex.style.referencing import PersonStyle
+from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
+from sphinxcontrib.bibtex.style.template import join
+
+ET_AL = "et al."
+
+
+def _names(data, role: str) -> tuple[list, bool]:
+    if role not in data["entry"].persons:
+        raise FieldIsMissing(role, data["entry"])
+    persons = list(data["entry"].persons[role])
+    others = bool(persons) and str(persons[-1]) == "others"
+    return (persons[:-1] if others else persons), others
+
+
+@node
+def names_et_al(children, data, role, sep=", ", sep2=" and ", last_sep=", and ", short=False):
+    """Names of ``role``; a trailing "others" (or, when ``short``, a third name) reads et al."""
+    persons, others = _names(data, role)
+    formatter = data["style"]
+    if hasattr(formatter, "person"):  # an in-text (referencing) style
+        plugin, abbreviate = formatter.person.style_plugin, formatter.person.abbreviate
+        formatted = [plugin.format(p, abbreviate) for p in persons]
+    else:  # a bibliography (formatting) style
+        formatted = [formatter.format_name(p, formatter.abbreviate_names) for p in persons]
+    formatted = [n.format_data(data) if hasattr(n, "format_data") else n for n in formatted]
+    if others or (short and len(formatted) > 2):
+        return Text(formatted[0] if short else Text(sep).join(formatted), " ", ET_AL)
+    return join(sep=sep, sep2=sep2, last_sep=last_sep)[formatted].format_data(data)
+
+
+class AuthorYearLabelStyle(BaseLabelStyle):
+    """Bibliography labels that repeat the in-text citation: "Vaswani et al., 2017"."""
+
+    def format_labels(self, sorted_entries):
+        labels = []
+        for entry in sorted_entries:
+            persons = [p for p in entry.persons.get("author", []) if str(p) != "others"]
+            last = [" ".join(p.last_names) for p in persons]
+            if not last:
+                title = entry.fields.get("title", entry.key)
+                for tex, text in (("{", ""), ("}", ""), ("``", "\u201c"), ("''", "\u201d")):
+                    title = title.replace(tex, text)
+                who = title
+            elif len(last) == 1 and len(entry.persons["author"]) == 1:
+                who = last[0]
+            elif len(last) == 2 and len(entry.persons["author"]) == 2:
+                who = f"{last[0]} and {last[1]}"
+            else:
+                who = f"{last[0]} {ET_AL}"
+            labels.append(f"{who}, {entry.fields.get('year', 'n.d.')}")
+        counts = Counter(labels)
+        seen: Counter = Counter()
+        for label in labels:  # two works with one label get 2019a, 2019b
+            if counts[label] > 1:
+                seen[label] += 1
+                label += "abcdefghijklmnopqrstuvwxyz"[seen[label] - 1]
+            yield label
+
+
+class BookBibliographyStyle(PlainStyle):
+    """pybtex's plain style with author-year labels and "et al." for a list ending in "others"."""
+
+    default_label_style = "author_year"
+
+    def format_names(self, role, as_sentence=True):
+        formatted = names_et_al(role)
+        return sentence[formatted] if as_sentence else formatted
+
+
+@dataclass
+class BookPersonStyle(PersonStyle):
+    """In-text names: "Brown et al." for three or more authors or a list ending in "others"."""
+
+    def names(self, role: str, full: bool):
+        return names_et_al(role=role, short=not full)
+
+    def author_or_editor_or_title(self, full: bool):
+        return first_of[
+            optional[names_et_al(role="author", short=not full)],
+            optional[names_et_al(role="editor", short=not full)],
+            tag("em")[tpl.field("title")],
+        ]
+
+
+@dataclass
+class BookReferenceStyle(AuthorYearReferenceStyle):
+    """Author-year citations whose names follow :class:`BookPersonStyle`."""
+
+    person: PersonStyle = field(default_factory=BookPersonStyle)
+
+
+def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
+    """Keep one copy of each script: sphinx-thebe adds its inline configuration twice, and a
+    second ``const THEBE_JS_URL`` is a JavaScript error on every page."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        body = getattr(script, "attributes", {}).get("body")
+        key = ("body", body) if body else ("file", str(script))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"][:] = unique
+
+
+def setup(app):
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)  # after the others
+    pybtex.plugin.register_plugin("pybtex.style.labels", "author_year", AuthorYearLabelStyle)
+    pybtex.plugin.register_plugin("pybtex.style.formatting", "book", BookBibliographyStyle)
+    sphinxcontrib.bibtex.plugin.register_plugin(
+        "sphinxcontrib.bibtex.style.referencing", "author_year_et_al", BookReferenceStyle
+    )
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
