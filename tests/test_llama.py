@@ -262,3 +262,16 @@ def test_smollm2_without_the_unpermutation_is_a_different_model(ours, prompt_ids
                 a.w_k.weight.data = llama.unpermute_rows(a.w_k.weight.data, a.num_kv_heads)
     assert (wrong - right).abs().max() > 5
     assert torch.equal(attn.w_q.weight, saved[0]) and torch.equal(attn.w_k.weight, saved[1])
+
+
+def test_one_new_token_attends_through_the_grouped_fast_path_like_the_explicit_path():
+    torch.manual_seed(0)
+    gqa = llama.GroupedQueryAttention(24, 6, 2)
+    x = torch.randn(2, 1, 24)
+    cache = generation.KVCache(1)
+    cache.update(0, torch.randn(2, 2, 7, 4), torch.randn(2, 2, 7, 4))
+    fast, _ = gqa(x, cache=cache)
+    cache.keys[0], cache.values[0] = cache.keys[0][:, :, :7], cache.values[0][:, :, :7]
+    explicit, w = gqa(x, cache=cache, need_weights=True)
+    assert w.shape == (2, 6, 1, 8)
+    assert_close(fast, explicit)

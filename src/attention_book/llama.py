@@ -197,11 +197,18 @@ class GroupedQueryAttention(nn.Module):
         if need_weights:
             k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)  # (B, H, S, d_k) each
             heads, weights = attention.scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, d_k)
+        elif T == 1 and mask is None:
+            # One new token: the r query heads that share a key/value head are r queries against
+            # the same keys, so attention runs on the H_kv heads without copying any key.
+            weights = None
+            H_kv, r = self.num_kv_heads, repeats
+            q = q.view(B, H_kv, r, self.d_k)  # (B, H, 1, d_k) -> (B, H_kv, r, d_k)
+            heads = F.scaled_dot_product_attention(q, k, v)  # (B, H_kv, r, d_k)
+            heads = heads.view(B, self.num_heads, 1, self.d_k)  # (B, H, 1, d_k)
         else:
             weights = None
-            heads = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, enable_gqa=repeats > 1
-            )  # (B, H, T, d_k)
+            k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)  # (B, H, S, d_k) each
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, T, d_k)
         concat = heads.transpose(1, 2).reshape(B, T, -1)  # (B, H, T, d_k) -> (B, T, D)
         return self.w_o(concat), weights  # (B, T, D)
 
