@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from attention_book import attention, multihead
+from attention_book import attention, generation, multihead
 
 B, T, S, D, H = 2, 5, 7, 16, 4
 
@@ -429,3 +429,17 @@ def test_a_tiny_model_overfits_a_copy_task():
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
+
+
+def test_cache_path_attends_over_cached_and_new_positions():
+    torch.manual_seed(0)
+    mha = multihead.MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 7, 16)
+    full, _ = mha(x, x, x, attention.causal_mask(7))  # (2, 7, 16)
+    cache = generation.KVCache(1)
+    first, _ = mha(x[:, :5], x[:, :5], x[:, :5], attention.causal_mask(5), cache=cache)
+    last = x[:, 5:]  # two new positions
+    mask = attention.causal_mask(7)[5:]  # (2, 7): the new queries over all keys
+    rest, w = mha(last, last, last, mask, need_weights=True, cache=cache)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), full)
+    assert w.shape == (2, 4, 2, 7) and cache.length == 7

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -223,3 +224,46 @@ def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) 
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     return top_k
+
+
+def generate_many(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    batch_size: int = 1000,
+    **kwargs: object,
+) -> list[list[int]]:
+    """Extend prompts of different lengths: :func:`generate` on batches of equal-length prompts.
+
+    A protocol model reads no padding mask, so prompts are never padded: those of one length
+    are generated together, in batches of at most ``batch_size``.
+
+    Args:
+        model: follows the protocol in this module's docstring.
+        prompts: N prompts, each a non-empty sequence of token ids.
+        max_new_tokens: as in :func:`generate`.
+        batch_size: the most prompts per call of :func:`generate`.
+        **kwargs: the keyword arguments of :func:`generate` (sampling rules, ``eos_id``, ...).
+
+    Returns:
+        N lists, the new tokens of each prompt in the order of ``prompts`` (after ``eos_id``,
+        if given, only ``eos_id``).
+    """
+    if isinstance(prompts, (str, Tensor)) or len(prompts) == 0:
+        raise ValueError("prompts must be a non-empty sequence of sequences of token ids")
+    batch_size = _index("batch_size", batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    by_length: dict[int, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        by_length.setdefault(len(prompt), []).append(i)
+    out: list[list[int]] = [[] for _ in prompts]
+    for length, rows in sorted(by_length.items()):
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            ids = torch.tensor([list(prompts[i]) for i in chunk])  # (b, length)
+            new = generate(model, ids, max_new_tokens, **kwargs)[:, length:]  # (b, n)
+            for i, row in zip(chunk, new.tolist(), strict=True):
+                out[i] = row
+    return out

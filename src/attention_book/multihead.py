@@ -4,15 +4,27 @@ MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W_O,
 with head_h = Attention(Q W_Q^h, K W_K^h, V W_V^h).
 The H heads are computed at once by projecting to D = H * d_k and viewing the last dimension as
 (H, d_k). Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
+
+For generation one token at a time, ``forward`` can take a key-value cache (any object with
+``update(layer, k, v) -> (k, v)``, such as :class:`attention_book.generation.KVCache`): the new
+keys and values are appended to those of the earlier positions, and the queries attend to all.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention_book import attention
+
+
+class KVCacheLike(Protocol):
+    """What attention needs of a key-value cache: append one layer's keys and values."""
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
 class MultiHeadAttention(nn.Module):
@@ -83,6 +95,8 @@ class MultiHeadAttention(nn.Module):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = True,
+        cache: KVCacheLike | None = None,
+        layer: int = 0,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` to ``key``/``value``.
 
@@ -96,6 +110,11 @@ class MultiHeadAttention(nn.Module):
                 ``torch.nn.functional.scaled_dot_product_attention`` is used, which is faster and
                 gives the same output when no dropout is applied (eval mode, or ``dropout=0``);
                 in training mode with dropout the two paths draw different random masks.
+            cache: for self-attention during generation: ``cache.update(layer, k, v)`` receives
+                this call's ``(B, H, T, d_k)`` keys and values and returns those of all
+                ``S = S_cached + T`` positions, which the queries then attend to; ``mask`` must
+                then be broadcastable to ``(B, H, T, S)``.
+            layer: this attention's index in the cache.
 
         Returns:
             ``(output, weights)``: output ``(B, T, D)``; weights ``(B, H, T, S)`` or None.
@@ -103,6 +122,8 @@ class MultiHeadAttention(nn.Module):
         self._check(query, key, value)
         B, T, _ = query.shape
         q, k, v = self._project(query, key, value)  # (B, H, T, d_k), (B, H, S, d_k) x 2
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, S, d_k) -> (B, H, S_cached + S, d_k)
         attention.check_attention_inputs(q, k, v, mask)
         p = self.dropout if self.training else 0.0
         if need_weights:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention_book import attention, positional, validation
-from attention_book.multihead import MultiHeadAttention
+from attention_book.multihead import KVCacheLike, MultiHeadAttention
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -164,27 +164,40 @@ class EncoderLayer(nn.Module):
         self.record_weights = False
         self.self_weights: Tensor | None = None
 
-    def _sa(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        out, w = self.self_attn(x, x, x, mask, need_weights=self.record_weights)  # (B, T, D)
+    def _sa(
+        self, x: Tensor, mask: Tensor | None, cache: KVCacheLike | None = None, layer: int = 0
+    ) -> Tensor:
+        need = self.record_weights
+        out, w = self.self_attn(x, x, x, mask, need_weights=need, cache=cache, layer=layer)
         if self.record_weights:
-            self.self_weights = w.detach()  # (B, H, T, T)
-        return self.dropout1(out)
+            self.self_weights = w.detach()  # (B, H, T, S): S = T without a cache
+        return self.dropout1(out)  # (B, T, D)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        cache: KVCacheLike | None = None,
+        layer: int = 0,
+    ) -> Tensor:
         """Encode ``x``.
 
         Args:
             x: ``(B, T, D)``.
             mask: bool, broadcastable to ``(B, H, T, T)``, True = may attend; for source
-                padding use ``(B, 1, 1, T)``.
+                padding use ``(B, 1, 1, T)``. With a cache, broadcastable to ``(B, H, T, S)``.
+            cache: a key-value cache (see :class:`MultiHeadAttention`), used as a decoder-only
+                model generates: ``x`` then holds only the new positions, and self-attention
+                also reads the S - T cached ones.
+            layer: this layer's index in the cache.
 
         Returns:
             ``(B, T, D)``.
         """
         if self.norm_first:
-            x = x + self._sa(self.norm1(x), mask)
+            x = x + self._sa(self.norm1(x), mask, cache, layer)
             return x + self.dropout2(self.ff(self.norm2(x)))
-        x = self.norm1(x + self._sa(x, mask))
+        x = self.norm1(x + self._sa(x, mask, cache, layer))
         return self.norm2(x + self.dropout2(self.ff(x)))
 
     @classmethod
