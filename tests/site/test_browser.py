@@ -248,3 +248,23 @@ def solution_toggle_problems(driver) -> list[str]:
     if "exercise" not in label.lower():
         problems.append(f"the solution toggle reads {label!r}: say which exercise it solves")
     return problems
+
+
+@page_check("notebooks/13_pretrained_encoder")
+def head_explorer_switches_heads(driver):
+    """Choosing another layer and head in chapter 13's explorer redraws its attention map."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    svg = driver.find_element(By.ID, "head-explorer-map")
+    assert svg.get_attribute("data-state") == "0/3/1", svg.get_attribute("data-state")
+    before = svg.get_attribute("innerHTML")
+    Select(driver.find_element(By.ID, "head-explorer-layer")).select_by_value("4")
+    Select(driver.find_element(By.ID, "head-explorer-head")).select_by_value("0")
+    svg = driver.find_element(By.ID, "head-explorer-map")
+    assert svg.get_attribute("data-state") == "0/4/0", svg.get_attribute("data-state")
+    assert svg.get_attribute("innerHTML") != before, "the map did not change"
+    cells = svg.find_elements(By.TAG_NAME, "rect")
+    assert len(cells) >= 13 * 13, len(cells)
+    caption = driver.find_element(By.ID, "head-explorer-caption").text
+    assert caption.startswith("L4H0"), caption
