@@ -443,3 +443,13 @@ def test_cache_path_attends_over_cached_and_new_positions():
     rest, w = mha(last, last, last, mask, need_weights=True, cache=cache)
     torch.testing.assert_close(torch.cat([first, rest], dim=1), full)
     assert w.shape == (2, 4, 2, 7) and cache.length == 7
+
+
+def test_from_torch_keeps_the_training_mode():
+    torch_mha = torch.nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True).eval()
+    ours = multihead.MultiHeadAttention.from_torch(torch_mha)
+    assert not ours.training
+    x = torch.randn(2, 5, 8)
+    first, second = ours(x, x, x)[0], ours(x, x, x)[0]
+    torch.testing.assert_close(first, second)  # no dropout in evaluation mode
+    assert multihead.MultiHeadAttention.from_torch(torch_mha.train()).training

@@ -163,7 +163,8 @@ class MultiHeadAttention(nn.Module):
                ``add_zero_attn``.
 
         Returns:
-            A ``MultiHeadAttention`` whose forward equals ``m``'s on batch-first inputs.
+            A ``MultiHeadAttention`` whose forward equals ``m``'s on batch-first inputs, in the
+            same training or evaluation mode as ``m``.
         """
         if not isinstance(m, nn.MultiheadAttention):
             raise TypeError(f"expected torch.nn.MultiheadAttention, got {type(m).__name__}")
@@ -182,4 +183,4 @@ class MultiHeadAttention(nn.Module):
             new.w_o.weight.copy_(m.out_proj.weight)
             if bias:
                 new.w_o.bias.copy_(m.out_proj.bias)
-        return new
+        return new.train(m.training)  # an eval() module with dropout must not become one that drops
