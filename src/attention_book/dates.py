@@ -420,8 +420,8 @@ TARGET_VOCAB = CharVocab("0123456789-")
 
 #: The target's length in tokens, <bos> and <eos> included.
 TARGET_LEN = len("YYYY-MM-DD") + 2
-#: The longest ``source <bos> target <eos>`` sequence of :func:`lm_sequence`.
-LM_MAX_LEN = MAX_SOURCE_LEN - 1 + TARGET_LEN
+# ``LM_MAX_LEN``, the longest ``source <bos> target <eos>`` sequence of :func:`lm_sequence`,
+# is ``MAX_SOURCE_LEN - 1 + TARGET_LEN``, built on first use like ``MAX_SOURCE_LEN``.
 
 
 @functools.cache
@@ -439,6 +439,8 @@ def __getattr__(name: str) -> int:
     """Module attributes built on first use (PEP 562): importing the module renders nothing."""
     if name == "MAX_SOURCE_LEN":
         return _max_source_len()
+    if name == "LM_MAX_LEN":
+        return _max_source_len() - 1 + TARGET_LEN
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -559,7 +561,7 @@ class Recipe:
             "num_heads": self.num_heads,
             "num_layers": self.gpt_num_layers,
             "d_ff": self.d_ff,
-            "max_len": LM_MAX_LEN,
+            "max_len": _max_source_len() - 1 + TARGET_LEN,  # LM_MAX_LEN
             "dropout": self.dropout,
         }
 
