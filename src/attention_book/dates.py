@@ -420,6 +420,8 @@ TARGET_VOCAB = CharVocab("0123456789-")
 
 #: The target's length in tokens, <bos> and <eos> included.
 TARGET_LEN = len("YYYY-MM-DD") + 2
+# ``LM_MAX_LEN``, the longest ``source <bos> target <eos>`` sequence of :func:`lm_sequence`,
+# is ``MAX_SOURCE_LEN - 1 + TARGET_LEN``, built on first use like ``MAX_SOURCE_LEN``.
 
 
 @functools.cache
@@ -437,7 +439,7 @@ def __getattr__(name: str) -> int:
     """Module attributes built on first use (PEP 562): importing the module renders nothing."""
     if name == "MAX_SOURCE_LEN":
         return _max_source_len()
-    if name == "LM_MAX_LEN":  # the longest ``source <bos> target <eos>`` of :func:`lm_sequence`
+    if name == "LM_MAX_LEN":
         return _max_source_len() - 1 + TARGET_LEN
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
