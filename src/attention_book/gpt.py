@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from attention_book import attention, decoding, positional, validation
 from attention_book.multihead import KVCacheLike
-from attention_book.transformer import EncoderLayer, _check_dropout
+from attention_book.transformer import EncoderLayer, _check_dropout, _check_width
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,7 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
             validation.check_positive_int(name, getattr(self, name))
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
-            )
-        if self.d_model % 2:
-            raise ValueError(
-                f"d_model must be even for the sinusoidal encoding, got {self.d_model}"
-            )
+        _check_width(self.d_model, self.num_heads)
         _check_dropout(self.dropout)
 
 

@@ -42,6 +42,14 @@ def _check_norm_first(norm_first: object) -> None:
         raise TypeError(f"norm_first must be a bool, got {norm_first!r}")
 
 
+def _check_width(d_model: int, num_heads: int) -> None:
+    """A model width that splits into whole heads and pairs of sinusoid channels."""
+    if d_model % num_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+    if d_model % 2:
+        raise ValueError(f"d_model must be even for the sinusoidal encoding, got {d_model}")
+
+
 def _check_dropout(p: object) -> None:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
         raise ValueError(f"dropout must be a float in [0, 1), got {p!r}")
@@ -479,14 +487,7 @@ class TransformerConfig:
             "max_len",
         ):
             validation.check_positive_int(name, getattr(self, name))
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
-            )
-        if self.d_model % 2:
-            raise ValueError(
-                f"d_model must be even for the sinusoidal encoding, got {self.d_model}"
-            )
+        _check_width(self.d_model, self.num_heads)
         _check_dropout(self.dropout)
         _check_activation(self.activation)
         if not isinstance(self.norm_first, bool):
