@@ -11,7 +11,7 @@ import torch
 from attention_book import validation
 
 DEFAULT_SEED = 0
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = 1
 #: NumPy's legacy generator takes seeds below 2**32; the other generators take them all.
 MAX_SEED = 2**32 - 1
 
@@ -21,8 +21,11 @@ def set_seed(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
 
     Args:
         seed: the seed for every random number generator, an int in ``[0, MAX_SEED]``.
-        threads: intra-op threads for PyTorch. Two matches a free Colab runtime and CI;
-            a fixed count keeps floating-point reductions in the same order on every run.
+        threads: intra-op threads for PyTorch. One by default: on a two-core machine that is
+            busy with other work, two PyTorch threads spin-wait on each other and a chapter runs
+            several times slower (``benchmarks/notebook_times.py --with-load`` measures it),
+            while one thread costs a few percent when the machine is idle. A fixed count also
+            keeps floating-point reductions in the same order on every run.
     """
     # Check both arguments before touching any global state, so a bad call changes nothing.
     seed = validation.check_non_negative_int("seed", seed)
