@@ -225,7 +225,8 @@ def qkv_flow() -> Figure:
     and V (S by d_v). Q and K meet in the product Q K-transpose, T by S, which is scaled by one
     over the square root of d_k and passed through a softmax over each row, giving the weights
     A, T by S, whose rows sum to 1. A multiplies V to give the output, T by d_v. V travels on
-    its own path below, so W_V does not enter the weights."
+    its own path below, so W_V does not enter the weights. A note says that in self-attention
+    the keys and values come from the same X as the queries, so S = T."
 
     Returns:
         The figure (6.5 x 3.75 inches).
@@ -373,10 +374,10 @@ def post_ln_vs_pre_ln() -> Figure:
     Suggested alt text: "Two residual blocks side by side, read from bottom to top. Left,
     post-LN: the input x goes through the sub-layer (attention or feed-forward), is added to
     x by the residual connection, and the sum goes through LayerNorm; the block computes
-    LayerNorm(x + Sublayer(x)) and is repeated N times. Right, pre-LN: x goes through LayerNorm
-    first, then the sub-layer, and the result is added to the untouched x; the block computes
-    x + Sublayer(LayerNorm(x)), is repeated N times, and the stack ends with one final
-    LayerNorm."
+    LayerNorm(x + Sublayer(x)), is repeated N times, and needs no final LayerNorm. Right,
+    pre-LN: x goes through LayerNorm first, then the sub-layer, and the result is added to the
+    untouched x; the block computes x + Sublayer(LayerNorm(x)), is repeated N times, and the
+    stack ends with one final LayerNorm."
 
     Returns:
         The figure (6.5 x 4.6 inches).
