@@ -30,6 +30,21 @@ def test_set_seed_fixes_threads():
     assert torch.get_num_threads() == reproducibility.DEFAULT_THREADS == 1
 
 
+def test_the_environment_can_change_the_default_threads(monkeypatch):
+    monkeypatch.setenv(reproducibility.THREADS_ENV, "2")
+    reproducibility.set_seed(0)
+    assert torch.get_num_threads() == reproducibility.default_threads() == 2
+    reproducibility.set_seed(0, threads=1)  # an explicit count wins
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+def test_a_bad_thread_variable_is_named(monkeypatch, value):
+    monkeypatch.setenv(reproducibility.THREADS_ENV, value)
+    with pytest.raises(ValueError, match="ATTENTION_BOOK_THREADS must be a positive integer"):
+        reproducibility.set_seed(0)
+
+
 @pytest.mark.parametrize("seed, threads", [(-1, 2), (1.5, 2), (0, 0), (0, "2")])
 def test_set_seed_rejects_bad_arguments(seed, threads):
     with pytest.raises(ValueError):

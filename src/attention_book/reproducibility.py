@@ -12,18 +12,31 @@ from attention_book import validation
 
 DEFAULT_SEED = 0
 DEFAULT_THREADS = 1
+#: An environment variable that changes the default thread count (benchmarks use it).
+THREADS_ENV = "ATTENTION_BOOK_THREADS"
 #: NumPy's legacy generator takes seeds below 2**32; the other generators take them all.
 MAX_SEED = 2**32 - 1
 
 
-def set_seed(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
+def default_threads() -> int:
+    """``DEFAULT_THREADS``, or the positive count that ``$ATTENTION_BOOK_THREADS`` names."""
+    value = os.environ.get(THREADS_ENV)
+    if value is None:
+        return DEFAULT_THREADS
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def set_seed(seed: int = DEFAULT_SEED, threads: int | None = None) -> None:
     """Seed Python, NumPy and PyTorch, and fix PyTorch's CPU thread count.
 
     Args:
         seed: the seed for every random number generator, an int in ``[0, MAX_SEED]``.
-        threads: intra-op threads for PyTorch. One by default: on a two-core machine that is
-            busy with other work, two PyTorch threads spin-wait on each other and a chapter runs
-            several times slower (``benchmarks/notebook_times.py --with-load`` measures it),
+        threads: intra-op threads for PyTorch; None means :func:`default_threads`, which is
+            one unless ``$ATTENTION_BOOK_THREADS`` says otherwise. On a two-core machine that
+            is busy with other work, two PyTorch threads spin-wait on each other and a chapter
+            runs several times slower (``benchmarks/notebook_times.py --with-load`` measures it),
             while one thread costs a few percent when the machine is idle. A fixed count also
             keeps floating-point reductions in the same order on every run.
     """
@@ -31,6 +44,8 @@ def set_seed(seed: int = DEFAULT_SEED, threads: int = DEFAULT_THREADS) -> None:
     seed = validation.check_non_negative_int("seed", seed)
     if seed > MAX_SEED:
         raise ValueError(f"seed must be at most 2**32 - 1 = {MAX_SEED} (NumPy's limit), got {seed}")
+    if threads is None:
+        threads = default_threads()
     threads = validation.check_positive_int("threads", threads)
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
