@@ -96,9 +96,8 @@ def test_ids_are_unique_and_run_without_gaps():
     assert all(ID.fullmatch(i) for i in ids), [i for i in ids if not ID.fullmatch(i)]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
     expected = [f"{a}-{n:02d}" for a, (_, count) in ARTICLES.items() for n in range(1, count + 1)]
-    assert ids == expected, (
-        f"missing: {sorted(set(expected) - set(ids))}, unexpected: {sorted(set(ids) - set(expected))}"
-    )
+    missing, unexpected = sorted(set(expected) - set(ids)), sorted(set(ids) - set(expected))
+    assert ids == expected, f"missing: {missing}, unexpected: {unexpected}"
 
 
 def test_every_id_of_the_claims_map_is_in_the_ledger():
