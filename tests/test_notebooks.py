@@ -173,3 +173,43 @@ def test_solution_toggles_name_their_exercise(path):
                 'name the exercise in the toggle: mystnb: code_prompt_show: "Show the '
                 'solution to exercise 1" (prompt="..." on the marker line)'
             )
+
+
+#: Words that describe how the book is tested, not what a chapter teaches. Chapter prose says
+#: what a check shows the reader ("the next cell checks that ..."); the machinery is explained
+#: once, in book/testing.md. Code comments and cell tags may name it.
+TEST_SUITE_WORDS = (
+    "nbval",
+    "CI",
+    "pytest",
+    "test suite",
+    "the bar",
+    "printout",
+    "printouts",
+    "stable printout",
+    "stored output",
+    "stored outputs",
+    "strict",
+    "the figure the chapter has to reach",
+)
+TEST_SUITE_LANGUAGE = re.compile(
+    r"\b(" + "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in TEST_SUITE_WORDS) + r")\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_prose_speaks_to_the_reader_not_the_test_suite(path):
+    found = []
+    for n, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = "".join(cell["source"])
+        for match in TEST_SUITE_LANGUAGE.finditer(text):
+            start, end = max(match.start() - 40, 0), match.end() + 40
+            context = " ".join(text[start:end].split())
+            found.append(f"cell {n}: {match.group(0)!r} in '...{context}...'")
+    assert not found, (
+        f"{path.name}: chapter prose names the test machinery (say what the check shows the "
+        "reader instead; book/testing.md explains the machinery):\n" + "\n".join(found)
+    )
