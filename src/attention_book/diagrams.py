@@ -1,0 +1,506 @@
+"""Block diagrams of attention and the Transformer, drawn by code so that they stay consistent.
+
+Each public function returns a matplotlib Figure; the caller shows it with ``plt.show()``. A
+figure is drawn on one invisible axes whose data units are inches, so a box of width 0.8 is
+0.8 inches wide on the page. One colour stands for one kind of block in every diagram
+(:data:`COLOURS`): attention orange, feed-forward blue, LayerNorm yellow, embedding pink, learned
+linear maps lavender, softmax green, tensors white and fixed operations grey.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+
+from attention_book import plots, validation
+
+#: Face and edge colour of each kind of block, the same in every diagram.
+COLOURS: dict[str, tuple[str, str]] = {
+    "attention": ("#FDDCB5", "#D35400"),
+    "feedforward": ("#CFE6F7", "#1F6FA8"),
+    "norm": ("#FFF2B3", "#B7950B"),
+    "embedding": ("#F8D3E3", "#B03A6F"),
+    "linear": ("#E4DDF5", "#5B4A9E"),
+    "softmax": ("#D4F0DA", "#1E7B45"),
+    "tensor": ("#FFFFFF", "#4D4D4D"),
+    "op": ("#ECECEC", "#6B6B6B"),
+}
+
+#: The most heads :func:`multi_head` draws; more would not fit a column-wide figure.
+MAX_HEADS = 16
+
+#: Font sizes (points) of block labels, of shapes and notes, and of titles.
+LABEL_PT = 11.0
+NOTE_PT = plots.MIN_FONT_PT
+TITLE_PT = 12.0
+
+_INK = "#333333"
+_ARROW_LW = 1.3
+_DPI = 150
+
+
+@dataclass(frozen=True)
+class _Box:
+    """Where a drawn box lies, in inches: its centre and its size."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def left(self) -> tuple[float, float]:
+        return (self.x - self.w / 2, self.y)
+
+    @property
+    def right(self) -> tuple[float, float]:
+        return (self.x + self.w / 2, self.y)
+
+    @property
+    def top(self) -> tuple[float, float]:
+        return (self.x, self.y + self.h / 2)
+
+    @property
+    def bottom(self) -> tuple[float, float]:
+        return (self.x, self.y - self.h / 2)
+
+
+def _canvas(width: float, height: float, title: str) -> tuple[Figure, Axes]:
+    """A figure of ``width`` x ``height`` inches with one axes whose units are inches."""
+    fig = plt.figure(figsize=(width, height), dpi=_DPI)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(0.0, width)
+    ax.set_ylim(0.0, height)
+    ax.set_axis_off()
+    ax.text(
+        width / 2,
+        height - 0.1,
+        title,
+        ha="center",
+        va="top",
+        fontsize=TITLE_PT,
+        fontweight="bold",
+        color=_INK,
+    )
+    return fig, ax
+
+
+def _box(
+    ax: Axes,
+    x: float,
+    y: float,
+    w: float,
+    h: float,
+    label: str,
+    kind: str,
+    sub: str | None = None,
+) -> _Box:
+    """Draw a rounded box centred at ``(x, y)`` with a label and an optional second line.
+
+    Args:
+        ax: the diagram's axes (units: inches).
+        x, y: the centre.
+        w, h: width and height.
+        label: the main text (matplotlib math text allowed), at :data:`LABEL_PT`.
+        kind: a key of :data:`COLOURS`.
+        sub: a second, smaller line under the label, e.g. a shape.
+
+    Returns:
+        The box's position, for attaching arrows.
+    """
+    face, edge = COLOURS[kind]
+    pad = 0.04
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - w / 2 + pad, y - h / 2 + pad),
+            w - 2 * pad,
+            h - 2 * pad,
+            boxstyle=f"round,pad={pad}",
+            facecolor=face,
+            edgecolor=edge,
+            linewidth=1.2,
+            zorder=2,
+        )
+    )
+    if sub is None:
+        ax.text(x, y, label, ha="center", va="center", fontsize=LABEL_PT, color=_INK, zorder=3)
+    else:
+        ax.text(
+            x, y + 0.02, label, ha="center", va="bottom", fontsize=LABEL_PT, color=_INK, zorder=3
+        )
+        ax.text(x, y - 0.02, sub, ha="center", va="top", fontsize=NOTE_PT, color=_INK, zorder=3)
+    return _Box(x, y, w, h)
+
+
+def _add(ax: Axes, x: float, y: float, r: float = 0.11) -> _Box:
+    """Draw the circled plus of a residual addition, centred at ``(x, y)``."""
+    ax.add_patch(Circle((x, y), r, facecolor="white", edgecolor=_INK, linewidth=1.2, zorder=2))
+    ax.plot([x - 0.6 * r, x + 0.6 * r], [y, y], color=_INK, linewidth=1.2, zorder=3)
+    ax.plot([x, x], [y - 0.6 * r, y + 0.6 * r], color=_INK, linewidth=1.2, zorder=3)
+    return _Box(x, y, 2 * r, 2 * r)
+
+
+def _arrow(ax: Axes, points: Sequence[tuple[float, float]], color: str = _INK) -> None:
+    """Draw a path through ``points`` with an arrowhead at the last point."""
+    xs, ys = zip(*points, strict=True)
+    if len(points) > 2:
+        ax.plot(xs[:-1], ys[:-1], color=color, linewidth=_ARROW_LW, zorder=1, solid_capstyle="butt")
+    ax.add_patch(
+        FancyArrowPatch(
+            points[-2],
+            points[-1],
+            arrowstyle="-|>",
+            mutation_scale=11,
+            color=color,
+            linewidth=_ARROW_LW,
+            shrinkA=0,
+            shrinkB=0,
+            zorder=1,
+        )
+    )
+
+
+def _line(ax: Axes, points: Sequence[tuple[float, float]], color: str = _INK) -> None:
+    """Draw a path through ``points`` without an arrowhead."""
+    xs, ys = zip(*points, strict=True)
+    ax.plot(xs, ys, color=color, linewidth=_ARROW_LW, zorder=1)
+
+
+def _note(
+    ax: Axes,
+    x: float,
+    y: float,
+    text: str,
+    ha: str = "center",
+    va: str = "center",
+    color: str = _INK,
+    style: str = "normal",
+) -> None:
+    """Write an annotation at :data:`NOTE_PT`."""
+    ax.text(x, y, text, ha=ha, va=va, fontsize=NOTE_PT, color=color, style=style, zorder=3)
+
+
+def _frame(
+    ax: Axes, x0: float, y0: float, x1: float, y1: float, label: str, left: bool = False
+) -> None:
+    """Draw a dashed frame round a repeated block and write ``label`` (e.g. "x N") beside it."""
+    ax.add_patch(
+        FancyBboxPatch(
+            (x0, y0),
+            x1 - x0,
+            y1 - y0,
+            boxstyle="round,pad=0.0,rounding_size=0.08",
+            facecolor="#F7F7F7",
+            edgecolor="#8C8C8C",
+            linewidth=1.0,
+            linestyle=(0, (4, 2)),
+            zorder=0,
+        )
+    )
+    x, ha = (x0 - 0.08, "right") if left else (x1 + 0.08, "left")
+    ax.text(x, (y0 + y1) / 2, label, ha=ha, va="center", fontsize=LABEL_PT, color=_INK)
+
+
+def _bracket(ax: Axes, x0: float, x1: float, y: float, text: str, color: str = _INK) -> None:
+    """Draw a bracket over the span ``x0``..``x1``, its feet at height ``y``, with a note above."""
+    tick = 0.07
+    _line(ax, [(x0, y), (x0, y + tick), (x1, y + tick), (x1, y)], color=color)
+    _note(ax, (x0 + x1) / 2, y + tick + 0.05, text, va="bottom", color=color)
+
+
+def qkv_flow() -> Figure:
+    """Draw single-head attention from the token matrix X to the output, with every shape.
+
+    X is projected by W_Q, W_K and W_V into Q, K and V; Q Kᵀ, scaled by 1/√d_k and put through a
+    row-wise softmax, gives the weights A; A V is the output. The value path runs apart from the
+    score path, so the figure shows that W_V never enters the weights.
+
+    Suggested alt text: "Block diagram of scaled dot-product attention. The token matrix X,
+    T by D, feeds three learned projections W_Q, W_K and W_V, giving Q (T by d_k), K (S by d_k)
+    and V (S by d_v). Q and K meet in the product Q K-transpose, T by S, which is scaled by one
+    over the square root of d_k and passed through a softmax over each row, giving the weights
+    A, T by S, whose rows sum to 1. A multiplies V to give the output, T by d_v. V travels on
+    its own path below, so W_V does not enter the weights."
+
+    Returns:
+        The figure (6.5 x 3.5 inches).
+    """
+    fig, ax = _canvas(6.5, 3.5, "Attention: from X to the output")
+    y_q, y_k, y_v, y_s = 2.65, 1.65, 0.5, 2.15
+    x_in = _box(ax, 0.42, y_k, 0.62, 0.8, "$X$", "tensor", r"$T\times D$")
+    trunk = 0.88
+    _line(ax, [x_in.right, (trunk, y_k)])
+    _line(ax, [(trunk, y_v), (trunk, y_q)])
+    tensors = {}
+    for name, y, shape in (
+        ("Q", y_q, r"$T\times d_k$"),
+        ("K", y_k, r"$S\times d_k$"),
+        ("V", y_v, r"$S\times d_v$"),
+    ):
+        w = _box(ax, 1.3, y, 0.56, 0.44, f"$W_{name}$", "linear")
+        _arrow(ax, [(trunk, y), w.left])
+        tensors[name] = _box(ax, 2.12, y, 0.72, 0.6, f"${name}$", "tensor", shape)
+        _arrow(ax, [w.right, tensors[name].left])
+    q, k, v = tensors["Q"], tensors["K"], tensors["V"]
+    score = _box(ax, 3.1, y_s, 0.74, 0.6, r"$QK^{\top}$", "op", r"$T\times S$")
+    bend = 2.64
+    _arrow(ax, [q.right, (bend, y_q), (bend, y_s + 0.12), (score.left[0], y_s + 0.12)])
+    _arrow(ax, [k.right, (bend, y_k), (bend, y_s - 0.12), (score.left[0], y_s - 0.12)])
+    scale = _box(ax, 3.98, y_s, 0.7, 0.6, "scale", "op", r"$\times 1/\sqrt{d_k}$")
+    _arrow(ax, [score.right, scale.left])
+    soft = _box(ax, 4.92, y_s, 0.84, 0.6, "softmax", "softmax", "per row")
+    _arrow(ax, [scale.right, soft.left])
+    weights = _box(ax, 4.92, 1.32, 0.92, 0.6, "weights $A$", "tensor", r"$T\times S$")
+    _arrow(ax, [soft.bottom, weights.top])
+    score_ink = COLOURS["attention"][1]
+    _bracket(
+        ax, score.left[0], soft.right[0], y_s + 0.38, "the weights: $W_Q$ and $W_K$ only", score_ink
+    )
+    _note(ax, 5.45, 1.32, "each row\nsums to 1", ha="left")
+    mix = _box(ax, 4.92, y_v, 0.92, 0.6, "$AV$", "op", "mix values")
+    _arrow(ax, [weights.bottom, mix.top])
+    out = _box(ax, 6.04, y_v, 0.8, 0.6, "output", "tensor", r"$T\times d_v$")
+    _arrow(ax, [mix.right, out.left])
+    value_ink = COLOURS["linear"][1]
+    _arrow(ax, [v.right, mix.left], color=value_ink)
+    _note(
+        ax,
+        2.6,
+        1.0,
+        "$W_V$ never enters the weights:\nit only shapes what they mix",
+        ha="left",
+        color=value_ink,
+    )
+    return fig
+
+
+def _head_labels(num_heads: int) -> list[str]:
+    """The head boxes to draw: all of them up to four, else the first two, a gap, the last."""
+    if num_heads <= 4:
+        return [f"head {h}" for h in range(1, num_heads + 1)]
+    return ["head 1", "head 2", "", f"head {num_heads}"]
+
+
+def multi_head(num_heads: int = 4) -> Figure:
+    """Draw multi-head attention: project, split into heads, attend in parallel, concat, W_O.
+
+    Args:
+        num_heads: H, the number of heads drawn (1 to :data:`MAX_HEADS`; above four, the
+            figure draws heads 1, 2 and H with an ellipsis between).
+
+    Suggested alt text (for H = 4): "Block diagram of multi-head attention, read from bottom
+    to top. The input X of shape (B, T, D) goes through three learned projections W_Q, W_K and
+    W_V, each keeping the shape (B, T, D). The results are split into H = 4 heads of width
+    d_k = D / H, shape (B, H, T, d_k). Four attention heads run side by side, each computing
+    softmax of Q K-transpose over the square root of d_k, times V. Their outputs are
+    concatenated back to (B, T, D) and mixed by the output projection W_O, giving the output
+    of shape (B, T, D)."
+
+    Returns:
+        The figure (6.5 x 4.6 inches).
+
+    Raises:
+        ValueError: if ``num_heads`` is not an int from 1 to :data:`MAX_HEADS`.
+    """
+    num_heads = validation.check_int("num_heads", num_heads, minimum=1)
+    if num_heads > MAX_HEADS:
+        raise ValueError(
+            f"num_heads must be at most {MAX_HEADS} to fit a column-wide figure, got {num_heads}"
+        )
+    heads = "head" if num_heads == 1 else "heads"
+    fig, ax = _canvas(6.5, 4.6, f"Multi-head attention with $H = {num_heads}$ {heads}")
+    cx, x0, x1, shape_x = 2.55, 0.6, 4.5, 4.85
+    y_in, y_proj, y_split, y_heads, y_cat, y_o, y_out = 0.35, 1.0, 1.62, 2.3, 2.98, 3.55, 4.02
+
+    def shape(y: float, text: str) -> None:
+        _note(ax, shape_x, y, text, ha="left")
+
+    x_in = _box(ax, cx, y_in, 1.3, 0.42, "input $X$", "tensor")
+    shape(y_in, "$(B, T, D)$")
+    split = _box(ax, cx, y_split, x1 - x0, 0.42, "split into $H$ heads of $d_k = D/H$", "op")
+    shape(y_split, "$(B, H, T, d_k)$")
+    fork = (y_in + y_proj) / 2 - 0.05
+    _line(ax, [x_in.top, (cx, fork)])
+    _line(ax, [(cx - 1.1, fork), (cx + 1.1, fork)])
+    for dx, name in ((-1.1, "Q"), (0.0, "K"), (1.1, "V")):
+        w = _box(ax, cx + dx, y_proj, 0.7, 0.4, f"$W_{name}$", "linear")
+        _arrow(ax, [(cx + dx, fork), w.bottom])
+        _arrow(ax, [w.top, (cx + dx, split.bottom[1])])
+        _note(ax, cx + dx + 0.06, (w.top[1] + split.bottom[1]) / 2, f"${name}$", ha="left")
+    shape(y_proj, "$Q, K, V$: $(B, T, D)$")
+    labels = _head_labels(num_heads)
+    slot = (x1 - x0) / len(labels)
+    cat = _box(ax, cx, y_cat, x1 - x0, 0.42, "concat heads", "op")
+    for i, label in enumerate(labels):
+        hx = x0 + slot * (i + 0.5)
+        if not label:
+            _note(ax, hx, y_heads, r"$\cdots$")
+            continue
+        head = _box(ax, hx, y_heads, min(0.86, slot - 0.12), 0.56, label, "attention", "attention")
+        _arrow(ax, [(hx, split.top[1]), head.bottom])
+        _arrow(ax, [head.top, (hx, cat.bottom[1])])
+    shape(y_heads, "$H$ heads in parallel,\n$(B, T, d_k)$ each")
+    shape(y_cat, "$(B, T, D)$")
+    w_o = _box(ax, cx, y_o, 0.7, 0.4, "$W_O$", "linear")
+    _arrow(ax, [cat.top, w_o.bottom])
+    shape(y_o, "$(B, T, D)$")
+    _arrow(ax, [w_o.top, (cx, y_out - 0.1)])
+    _note(ax, cx, y_out - 0.06, "output", va="bottom")
+    shape(y_out + 0.02, "$(B, T, D)$")
+    return fig
+
+
+def post_ln_vs_pre_ln() -> Figure:
+    """Draw the two residual blocks: post-LN (the paper's) and pre-LN (GPT-2's and most since).
+
+    Post-LN computes LayerNorm(x + Sublayer(x)); pre-LN computes x + Sublayer(LayerNorm(x)),
+    so the residual path from input to output never passes a LayerNorm, and a pre-LN stack
+    ends with one final LayerNorm.
+
+    Suggested alt text: "Two residual blocks side by side, read from bottom to top. Left,
+    post-LN: the input x goes through the sub-layer (attention or feed-forward), is added to
+    x by the residual connection, and the sum goes through LayerNorm; the block computes
+    LayerNorm(x + Sublayer(x)) and is repeated N times. Right, pre-LN: x goes through LayerNorm
+    first, then the sub-layer, and the result is added to the untouched x; the block computes
+    x + Sublayer(LayerNorm(x)), is repeated N times, and the stack ends with one final
+    LayerNorm."
+
+    Returns:
+        The figure (6.5 x 4.6 inches).
+    """
+    fig, ax = _canvas(6.5, 4.6, "Where the LayerNorm goes")
+    y_x, y_frame0, y_frame1, y_final, y_out = 0.62, 1.04, 3.24, 3.62, 4.04
+    for cx, title, formula in (
+        (1.55, "post-LN (the paper)", r"$\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$"),
+        (4.85, "pre-LN", r"$x + \mathrm{Sublayer}(\mathrm{LayerNorm}(x))$"),
+    ):
+        pre = title == "pre-LN"
+        _frame(ax, cx - 1.0, y_frame0, cx + 1.0, y_frame1, r"$\times N$")
+        ax.text(
+            cx,
+            0.3,
+            title,
+            ha="center",
+            va="bottom",
+            fontsize=LABEL_PT,
+            fontweight="bold",
+            color=_INK,
+        )
+        _note(ax, cx, 0.04, formula, va="bottom")
+        _note(ax, cx, y_x, "$x$", va="bottom")
+        branch = y_frame0 + 0.15
+        skip = cx + 0.8
+        if pre:
+            norm = _box(ax, cx, y_frame0 + 0.53, 1.2, 0.42, "LayerNorm", "norm")
+            sub = _box(ax, cx, y_frame0 + 1.15, 1.3, 0.52, "Sublayer", "op", "attention or FFN")
+            add = _add(ax, cx, y_frame0 + 1.78)
+            _arrow(ax, [(cx, y_x + 0.2), norm.bottom])
+            _arrow(ax, [norm.top, sub.bottom])
+            _arrow(ax, [sub.top, add.bottom])
+            final = _box(ax, cx, y_final + 0.05, 1.5, 0.4, "final LayerNorm", "norm")
+            _arrow(ax, [add.top, final.bottom])
+            _arrow(ax, [final.top, (cx, y_out + 0.1)])
+        else:
+            sub = _box(ax, cx, y_frame0 + 0.58, 1.3, 0.52, "Sublayer", "op", "attention or FFN")
+            add = _add(ax, cx, y_frame0 + 1.2)
+            norm = _box(ax, cx, y_frame0 + 1.78, 1.2, 0.42, "LayerNorm", "norm")
+            _arrow(ax, [(cx, y_x + 0.2), sub.bottom])
+            _arrow(ax, [sub.top, add.bottom])
+            _arrow(ax, [add.top, norm.bottom])
+            _arrow(ax, [norm.top, (cx, y_out + 0.1)])
+            _note(ax, cx + 0.08, y_final + 0.05, "no final LayerNorm", ha="left", style="italic")
+        _arrow(ax, [(cx, branch), (skip, branch), (skip, add.y), add.right])
+        ax.plot([cx], [branch], marker="o", markersize=3.5, color=_INK, zorder=3)
+        _note(ax, cx, y_out + 0.12, "output", va="bottom")
+    return fig
+
+
+def encoder_decoder() -> Figure:
+    """Draw the encoder-decoder Transformer: encoder stack, memory, decoder stack, next tokens.
+
+    Suggested alt text: "Block diagram of the encoder-decoder Transformer, read from bottom to
+    top. Left, the encoder: the source tokens x_1 to x_S are embedded, the positional encoding
+    is added, and N encoder layers each apply self-attention and a feed-forward network; the
+    encoder's output is the memory, of shape (B, S, D). Right, the decoder: the target shifted
+    right, starting with <bos> followed by y_1, y_2 and so on, is embedded and the positional
+    encoding added; N decoder layers each apply causal self-attention, cross-attention whose
+    keys and values come from the memory, and a feed-forward network. A linear layer and a
+    softmax turn the result into a distribution over the vocabulary for each position, and the
+    model is trained to predict the next tokens y_1, y_2, ..., <eos>. Every sub-layer sits in
+    a residual block with LayerNorm."
+
+    Returns:
+        The figure (6.5 x 5.5 inches).
+    """
+    fig, ax = _canvas(6.5, 5.5, "The encoder-decoder Transformer")
+    enc_x, dec_x, box_h = 1.75, 4.5, 0.38
+    y_tok, y_emb, y_pe, y_frame0 = 0.2, 0.72, 1.2, 1.42
+    frames = {enc_x: 3.05, dec_x: 3.62}
+    for cx, tokens, pe_dir in (
+        (enc_x, r"source: $x_1\ x_2\ \cdots\ x_S$", -1),
+        (dec_x, r"target shifted right: <bos> $y_1\ y_2\ \cdots$", 1),
+    ):
+        width = 1.5 if cx == enc_x else 1.85
+        _note(ax, cx, y_tok, tokens)
+        emb = _box(ax, cx, y_emb, width - 0.2, box_h, "embedding", "embedding")
+        _arrow(ax, [(cx, y_tok + 0.1), emb.bottom])
+        add = _add(ax, cx, y_pe)
+        _arrow(ax, [emb.top, add.bottom])
+        pe_x = cx + pe_dir * (width / 2 + 0.12)
+        _note(ax, pe_x, y_pe, "positional\nencoding", ha="right" if pe_dir < 0 else "left")
+        _arrow(ax, [(pe_x + 0.05 * -pe_dir, y_pe), (cx - pe_dir * -0.11, y_pe)])
+        _frame(
+            ax,
+            cx - width / 2 - 0.1,
+            y_frame0,
+            cx + width / 2 + 0.1,
+            frames[cx],
+            r"$N\times$" if cx == enc_x else r"$\times N$",
+            left=cx == enc_x,
+        )
+        name_x = cx - width / 2 - 0.18 if cx == enc_x else cx + width / 2 + 0.18
+        _note(
+            ax,
+            name_x,
+            (y_frame0 + frames[cx]) / 2 + 0.42,
+            "encoder\nlayer" if cx == enc_x else "decoder\nlayer",
+            ha="right" if cx == enc_x else "left",
+            style="italic",
+        )
+    enc_attn = _box(ax, enc_x, 1.85, 1.5, box_h, "self-attention", "attention")
+    enc_ffn = _box(ax, enc_x, 2.45, 1.5, box_h, "feed-forward", "feedforward")
+    _arrow(ax, [(enc_x, y_pe + 0.11), enc_attn.bottom])
+    _arrow(ax, [enc_attn.top, enc_ffn.bottom])
+    dec_self = _box(ax, dec_x, 1.85, 1.85, box_h, "causal self-attention", "attention")
+    dec_cross = _box(ax, dec_x, 2.45, 1.85, box_h, "cross-attention", "attention")
+    dec_ffn = _box(ax, dec_x, 3.05, 1.85, box_h, "feed-forward", "feedforward")
+    _arrow(ax, [(dec_x, y_pe + 0.11), dec_self.bottom])
+    _arrow(ax, [dec_self.top, dec_cross.bottom])
+    _arrow(ax, [dec_cross.top, dec_ffn.bottom])
+    # The memory: the encoder's output, read by every decoder layer's cross-attention.
+    mem_y, mem_x = frames[enc_x] + 0.3, 3.15
+    _arrow(ax, [enc_ffn.top, (enc_x, mem_y), (mem_x, mem_y), (mem_x, dec_cross.y), dec_cross.left])
+    _note(ax, (enc_x + mem_x) / 2, mem_y + 0.06, "memory $(B, S, D)$", va="bottom")
+    _note(ax, mem_x - 0.06, dec_cross.y + 0.25, "keys,\nvalues", ha="right")
+    _note(
+        ax,
+        0.15,
+        4.55,
+        "Each sub-layer sits in a\nresidual block with LayerNorm.\n"
+        "Queries of cross-attention\ncome from the decoder.",
+        ha="left",
+        va="top",
+        style="italic",
+    )
+    linear = _box(ax, dec_x, 4.05, 1.2, box_h, "linear", "linear")
+    soft = _box(ax, dec_x, 4.6, 1.2, box_h, "softmax", "softmax")
+    _arrow(ax, [dec_ffn.top, linear.bottom])
+    _arrow(ax, [linear.top, soft.bottom])
+    _arrow(ax, [soft.top, (dec_x, 4.95)])
+    _note(ax, dec_x, 5.0, r"next tokens: $y_1\ y_2\ \cdots$ <eos>", va="bottom")
+    return fig
