@@ -96,13 +96,16 @@ def _texts(fig: Figure) -> list[Text]:
 
 
 def _drawn(fig: Figure):
-    fig.canvas.draw()
+    """The figure's renderer, after one draw (the tests only read the drawn figure)."""
+    if not getattr(fig, "_test_drawn", False):
+        fig.canvas.draw()
+        fig._test_drawn = True
     return fig.canvas.get_renderer()
 
 
-@pytest.fixture(params=list(DIAGRAMS), ids=list(DIAGRAMS))
+@pytest.fixture(scope="module", params=list(DIAGRAMS), ids=list(DIAGRAMS))
 def drawn(request):
-    """(name, figure) for each diagram with its default arguments; closed afterwards."""
+    """(name, figure) for each diagram with its default arguments, drawn once per module."""
     fig = DIAGRAMS[request.param][0]()
     yield request.param, fig
     plt.close(fig)

@@ -225,13 +225,14 @@ def qkv_flow() -> Figure:
     and V (S by d_v). Q and K meet in the product Q K-transpose, T by S, which is scaled by one
     over the square root of d_k and passed through a softmax over each row, giving the weights
     A, T by S, whose rows sum to 1. A multiplies V to give the output, T by d_v. V travels on
-    its own path below, so W_V does not enter the weights."
+    its own path below, so W_V does not enter the weights. A note says that in self-attention
+    the keys and values come from the same X as the queries, so S = T."
 
     Returns:
-        The figure (6.5 x 3.5 inches).
+        The figure (6.5 x 3.75 inches).
     """
-    fig, ax = _canvas(6.5, 3.5, "Attention: from X to the output")
-    y_q, y_k, y_v, y_s = 2.65, 1.65, 0.5, 2.15
+    fig, ax = _canvas(6.5, 3.75, "Attention: from X to the output")
+    y_q, y_k, y_v, y_s = 2.9, 1.9, 0.75, 2.4
     x_in = _box(ax, 0.42, y_k, 0.62, 0.8, "$X$", "tensor", r"$T\times D$")
     trunk = 0.88
     _line(ax, [x_in.right, (trunk, y_k)])
@@ -255,26 +256,34 @@ def qkv_flow() -> Figure:
     _arrow(ax, [score.right, scale.left])
     soft = _box(ax, 4.92, y_s, 0.84, 0.6, "softmax", "softmax", "per row")
     _arrow(ax, [scale.right, soft.left])
-    weights = _box(ax, 4.92, 1.32, 0.92, 0.6, "weights $A$", "tensor", r"$T\times S$")
+    weights = _box(ax, 4.92, 1.57, 0.92, 0.6, "weights $A$", "tensor", r"$T\times S$")
     _arrow(ax, [soft.bottom, weights.top])
     score_ink = COLOURS["attention"][1]
     _bracket(
         ax, score.left[0], soft.right[0], y_s + 0.38, "the weights: $W_Q$ and $W_K$ only", score_ink
     )
-    _note(ax, 5.45, 1.32, "each row\nsums to 1", ha="left")
+    _note(ax, 5.45, 1.57, "each row\nsums to 1", ha="left")
     mix = _box(ax, 4.92, y_v, 0.92, 0.6, "$AV$", "op", "mix values")
     _arrow(ax, [weights.bottom, mix.top])
-    out = _box(ax, 6.04, y_v, 0.8, 0.6, "output", "tensor", r"$T\times d_v$")
+    out = _box(ax, 6.02, y_v, 0.8, 0.6, "output", "tensor", r"$T\times d_v$")
     _arrow(ax, [mix.right, out.left])
     value_ink = COLOURS["linear"][1]
     _arrow(ax, [v.right, mix.left], color=value_ink)
     _note(
         ax,
         2.6,
-        1.0,
+        1.25,
         "$W_V$ never enters the weights:\nit only shapes what they mix",
         ha="left",
         color=value_ink,
+    )
+    _note(
+        ax,
+        0.08,
+        0.12,
+        "In self-attention the keys and values come from the same $X$ as the queries: $S = T$.",
+        ha="left",
+        style="italic",
     )
     return fig
 
@@ -365,10 +374,10 @@ def post_ln_vs_pre_ln() -> Figure:
     Suggested alt text: "Two residual blocks side by side, read from bottom to top. Left,
     post-LN: the input x goes through the sub-layer (attention or feed-forward), is added to
     x by the residual connection, and the sum goes through LayerNorm; the block computes
-    LayerNorm(x + Sublayer(x)) and is repeated N times. Right, pre-LN: x goes through LayerNorm
-    first, then the sub-layer, and the result is added to the untouched x; the block computes
-    x + Sublayer(LayerNorm(x)), is repeated N times, and the stack ends with one final
-    LayerNorm."
+    LayerNorm(x + Sublayer(x)), is repeated N times, and needs no final LayerNorm. Right,
+    pre-LN: x goes through LayerNorm first, then the sub-layer, and the result is added to the
+    untouched x; the block computes x + Sublayer(LayerNorm(x)), is repeated N times, and the
+    stack ends with one final LayerNorm."
 
     Returns:
         The figure (6.5 x 4.6 inches).
