@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import FancyArrowPatch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from attention_book import diagrams, plots  # noqa: E402
@@ -95,13 +96,16 @@ def _texts(fig: Figure) -> list[Text]:
 
 
 def _drawn(fig: Figure):
-    fig.canvas.draw()
+    """The figure's renderer, after one draw (the tests only read the drawn figure)."""
+    if not getattr(fig, "_test_drawn", False):
+        fig.canvas.draw()
+        fig._test_drawn = True
     return fig.canvas.get_renderer()
 
 
-@pytest.fixture(params=list(DIAGRAMS), ids=list(DIAGRAMS))
+@pytest.fixture(scope="module", params=list(DIAGRAMS), ids=list(DIAGRAMS))
 def drawn(request):
-    """(name, figure) for each diagram with its default arguments; closed afterwards."""
+    """(name, figure) for each diagram with its default arguments, drawn once per module."""
     fig = DIAGRAMS[request.param][0]()
     yield request.param, fig
     plt.close(fig)
@@ -144,6 +148,43 @@ def test_no_two_texts_overlap(drawn):
         if box_a.overlaps(box_b)
     ]
     assert not clashes, f"{name}: overlapping texts {clashes}"
+
+
+def _points_along(paths) -> np.ndarray:
+    """Points every half pixel along every segment of ``paths`` (display coordinates)."""
+    points = []
+    for path in paths:
+        for poly in path.to_polygons(closed_only=False):
+            for a, b in zip(poly[:-1], poly[1:], strict=True):
+                n = max(2, int(np.hypot(*(b - a)) * 2) + 1)
+                points.append(a + np.linspace(0.0, 1.0, n)[:, None] * (b - a))
+    return np.concatenate(points)
+
+
+def test_no_line_or_arrow_crosses_a_text(drawn):
+    """Arrows and lines pass beside the labels, never through them."""
+    name, fig = drawn
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    paths = [line.get_transform().transform_path(line.get_path()) for line in ax.lines]
+    paths += [
+        p.get_transform().transform_path(p.get_path())
+        for p in ax.patches
+        if isinstance(p, FancyArrowPatch)
+    ]
+    points = _points_along(paths)
+    crossed = []
+    for t in _texts(fig):
+        box = t.get_window_extent(renderer).padded(-1.0)
+        inside = (
+            (points[:, 0] > box.x0)
+            & (points[:, 0] < box.x1)
+            & (points[:, 1] > box.y0)
+            & (points[:, 1] < box.y1)
+        )
+        if inside.any():
+            crossed.append(t.get_text())
+    assert not crossed, f"{name}: lines cross {crossed}"
 
 
 def test_everything_lies_inside_the_figure(drawn):

@@ -206,11 +206,11 @@ def _frame(
     ax.text(x, (y0 + y1) / 2, label, ha=ha, va="center", fontsize=LABEL_PT, color=_INK)
 
 
-def _bracket(ax: Axes, x: float, y0: float, y1: float, text: str, color: str = _INK) -> None:
-    """Draw a square bracket on the right of ``x`` from ``y0`` to ``y1`` with a note beside it."""
+def _bracket(ax: Axes, x0: float, x1: float, y: float, text: str, color: str = _INK) -> None:
+    """Draw a bracket over the span ``x0``..``x1``, its feet at height ``y``, with a note above."""
     tick = 0.07
-    _line(ax, [(x, y0), (x + tick, y0), (x + tick, y1), (x, y1)], color=color)
-    _note(ax, x + tick + 0.07, (y0 + y1) / 2, text, ha="left", color=color)
+    _line(ax, [(x0, y), (x0, y + tick), (x1, y + tick), (x1, y)], color=color)
+    _note(ax, (x0 + x1) / 2, y + tick + 0.05, text, va="bottom", color=color)
 
 
 def qkv_flow() -> Figure:
@@ -225,13 +225,14 @@ def qkv_flow() -> Figure:
     and V (S by d_v). Q and K meet in the product Q K-transpose, T by S, which is scaled by one
     over the square root of d_k and passed through a softmax over each row, giving the weights
     A, T by S, whose rows sum to 1. A multiplies V to give the output, T by d_v. V travels on
-    its own path below, so W_V does not enter the weights."
+    its own path below, so W_V does not enter the weights. A note says that in self-attention
+    the keys and values come from the same X as the queries, so S = T."
 
     Returns:
-        The figure (6.5 x 3.5 inches).
+        The figure (6.5 x 3.75 inches).
     """
-    fig, ax = _canvas(6.5, 3.5, "Attention: from X to the output")
-    y_q, y_k, y_v, y_s = 2.65, 1.65, 0.5, 2.15
+    fig, ax = _canvas(6.5, 3.75, "Attention: from X to the output")
+    y_q, y_k, y_v, y_s = 2.9, 1.9, 0.75, 2.4
     x_in = _box(ax, 0.42, y_k, 0.62, 0.8, "$X$", "tensor", r"$T\times D$")
     trunk = 0.88
     _line(ax, [x_in.right, (trunk, y_k)])
@@ -255,22 +256,34 @@ def qkv_flow() -> Figure:
     _arrow(ax, [score.right, scale.left])
     soft = _box(ax, 4.92, y_s, 0.84, 0.6, "softmax", "softmax", "per row")
     _arrow(ax, [scale.right, soft.left])
-    weights = _box(ax, 4.92, 1.32, 0.84, 0.6, "weights $A$", "tensor", r"$T\times S$")
+    weights = _box(ax, 4.92, 1.57, 0.92, 0.6, "weights $A$", "tensor", r"$T\times S$")
     _arrow(ax, [soft.bottom, weights.top])
-    _note(ax, 5.42, 1.32, "each row\nsums to 1", ha="left")
-    mix = _box(ax, 4.92, y_v, 0.84, 0.6, "$AV$", "op", "mix values")
+    score_ink = COLOURS["attention"][1]
+    _bracket(
+        ax, score.left[0], soft.right[0], y_s + 0.38, "the weights: $W_Q$ and $W_K$ only", score_ink
+    )
+    _note(ax, 5.45, 1.57, "each row\nsums to 1", ha="left")
+    mix = _box(ax, 4.92, y_v, 0.92, 0.6, "$AV$", "op", "mix values")
     _arrow(ax, [weights.bottom, mix.top])
-    out = _box(ax, 6.0, y_v, 0.8, 0.6, "output", "tensor", r"$T\times d_v$")
+    out = _box(ax, 6.02, y_v, 0.8, 0.6, "output", "tensor", r"$T\times d_v$")
     _arrow(ax, [mix.right, out.left])
     value_ink = COLOURS["linear"][1]
     _arrow(ax, [v.right, mix.left], color=value_ink)
     _note(
         ax,
         2.6,
-        1.0,
+        1.25,
         "$W_V$ never enters the weights:\nit only shapes what they mix",
         ha="left",
         color=value_ink,
+    )
+    _note(
+        ax,
+        0.08,
+        0.12,
+        "In self-attention the keys and values come from the same $X$ as the queries: $S = T$.",
+        ha="left",
+        style="italic",
     )
     return fig
 
@@ -308,7 +321,8 @@ def multi_head(num_heads: int = 4) -> Figure:
         raise ValueError(
             f"num_heads must be at most {MAX_HEADS} to fit a column-wide figure, got {num_heads}"
         )
-    fig, ax = _canvas(6.5, 4.6, f"Multi-head attention with $H = {num_heads}$ heads")
+    heads = "head" if num_heads == 1 else "heads"
+    fig, ax = _canvas(6.5, 4.6, f"Multi-head attention with $H = {num_heads}$ {heads}")
     cx, x0, x1, shape_x = 2.55, 0.6, 4.5, 4.85
     y_in, y_proj, y_split, y_heads, y_cat, y_o, y_out = 0.35, 1.0, 1.62, 2.3, 2.98, 3.55, 4.02
 
@@ -339,7 +353,7 @@ def multi_head(num_heads: int = 4) -> Figure:
         head = _box(ax, hx, y_heads, min(0.86, slot - 0.12), 0.56, label, "attention", "attention")
         _arrow(ax, [(hx, split.top[1]), head.bottom])
         _arrow(ax, [head.top, (hx, cat.bottom[1])])
-    shape(y_heads, "$H$ in parallel")
+    shape(y_heads, "$H$ heads in parallel,\n$(B, T, d_k)$ each")
     shape(y_cat, "$(B, T, D)$")
     w_o = _box(ax, cx, y_o, 0.7, 0.4, "$W_O$", "linear")
     _arrow(ax, [cat.top, w_o.bottom])
@@ -360,31 +374,40 @@ def post_ln_vs_pre_ln() -> Figure:
     Suggested alt text: "Two residual blocks side by side, read from bottom to top. Left,
     post-LN: the input x goes through the sub-layer (attention or feed-forward), is added to
     x by the residual connection, and the sum goes through LayerNorm; the block computes
-    LayerNorm(x + Sublayer(x)) and is repeated N times. Right, pre-LN: x goes through LayerNorm
-    first, then the sub-layer, and the result is added to the untouched x; the block computes
-    x + Sublayer(LayerNorm(x)), is repeated N times, and the stack ends with one final
-    LayerNorm."
+    LayerNorm(x + Sublayer(x)), is repeated N times, and needs no final LayerNorm. Right,
+    pre-LN: x goes through LayerNorm first, then the sub-layer, and the result is added to the
+    untouched x; the block computes x + Sublayer(LayerNorm(x)), is repeated N times, and the
+    stack ends with one final LayerNorm."
 
     Returns:
-        The figure (6.5 x 4.3 inches).
+        The figure (6.5 x 4.6 inches).
     """
-    fig, ax = _canvas(6.5, 4.3, "Where the LayerNorm goes")
-    y_x, y_frame0, y_frame1, y_final, y_out = 0.3, 0.72, 2.92, 3.3, 3.72
+    fig, ax = _canvas(6.5, 4.6, "Where the LayerNorm goes")
+    y_x, y_frame0, y_frame1, y_final, y_out = 0.62, 1.04, 3.24, 3.62, 4.04
     for cx, title, formula in (
         (1.55, "post-LN (the paper)", r"$\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$"),
         (4.85, "pre-LN", r"$x + \mathrm{Sublayer}(\mathrm{LayerNorm}(x))$"),
     ):
         pre = title == "pre-LN"
         _frame(ax, cx - 1.0, y_frame0, cx + 1.0, y_frame1, r"$\times N$")
-        _note(ax, cx - 0.95, y_frame1 - 0.05, title, ha="left", va="top", style="italic")
-        ax.text(cx, 0.0 + 0.02, formula, ha="center", va="bottom", fontsize=NOTE_PT, color=_INK)
+        ax.text(
+            cx,
+            0.3,
+            title,
+            ha="center",
+            va="bottom",
+            fontsize=LABEL_PT,
+            fontweight="bold",
+            color=_INK,
+        )
+        _note(ax, cx, 0.04, formula, va="bottom")
         _note(ax, cx, y_x, "$x$", va="bottom")
         branch = y_frame0 + 0.15
         skip = cx + 0.8
         if pre:
-            norm = _box(ax, cx, 1.25, 1.2, 0.42, "LayerNorm", "norm")
-            sub = _box(ax, cx, 1.87, 1.3, 0.52, "Sublayer", "op", "attention or FFN")
-            add = _add(ax, cx, 2.5)
+            norm = _box(ax, cx, y_frame0 + 0.53, 1.2, 0.42, "LayerNorm", "norm")
+            sub = _box(ax, cx, y_frame0 + 1.15, 1.3, 0.52, "Sublayer", "op", "attention or FFN")
+            add = _add(ax, cx, y_frame0 + 1.78)
             _arrow(ax, [(cx, y_x + 0.2), norm.bottom])
             _arrow(ax, [norm.top, sub.bottom])
             _arrow(ax, [sub.top, add.bottom])
@@ -392,9 +415,9 @@ def post_ln_vs_pre_ln() -> Figure:
             _arrow(ax, [add.top, final.bottom])
             _arrow(ax, [final.top, (cx, y_out + 0.1)])
         else:
-            sub = _box(ax, cx, 1.3, 1.3, 0.52, "Sublayer", "op", "attention or FFN")
-            add = _add(ax, cx, 1.92)
-            norm = _box(ax, cx, 2.5, 1.2, 0.42, "LayerNorm", "norm")
+            sub = _box(ax, cx, y_frame0 + 0.58, 1.3, 0.52, "Sublayer", "op", "attention or FFN")
+            add = _add(ax, cx, y_frame0 + 1.2)
+            norm = _box(ax, cx, y_frame0 + 1.78, 1.2, 0.42, "LayerNorm", "norm")
             _arrow(ax, [(cx, y_x + 0.2), sub.bottom])
             _arrow(ax, [sub.top, add.bottom])
             _arrow(ax, [add.top, norm.bottom])
@@ -473,6 +496,16 @@ def encoder_decoder() -> Figure:
     _arrow(ax, [enc_ffn.top, (enc_x, mem_y), (mem_x, mem_y), (mem_x, dec_cross.y), dec_cross.left])
     _note(ax, (enc_x + mem_x) / 2, mem_y + 0.06, "memory $(B, S, D)$", va="bottom")
     _note(ax, mem_x - 0.06, dec_cross.y + 0.25, "keys,\nvalues", ha="right")
+    _note(
+        ax,
+        0.15,
+        4.55,
+        "Each sub-layer sits in a\nresidual block with LayerNorm.\n"
+        "Queries of cross-attention\ncome from the decoder.",
+        ha="left",
+        va="top",
+        style="italic",
+    )
     linear = _box(ax, dec_x, 4.05, 1.2, box_h, "linear", "linear")
     soft = _box(ax, dec_x, 4.6, 1.2, box_h, "softmax", "softmax")
     _arrow(ax, [dec_ffn.top, linear.bottom])
