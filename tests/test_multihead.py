@@ -492,9 +492,28 @@ def test_both_paths_refuse_non_finite_input_with_the_same_error(name, bad):
     inputs = {"query": torch.randn(B, T, D), "key": torch.randn(B, S, D)}
     inputs["value"] = torch.randn(B, S, D)
     inputs[name][1, 2, 3] = bad
+    errors = []
     for need_weights in (True, False):
-        with pytest.raises(ValueError, match=f"{name} holds NaN or inf"):
+        with pytest.raises(ValueError, match="finite") as raised:
             m(**inputs, need_weights=need_weights)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]  # the same error, whichever path
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_both_paths_agree_on_a_nan_key_hidden_by_the_mask_or_not(masked):
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x, key, value = torch.randn(B, T, D), torch.randn(B, S, D), torch.randn(B, S, D)
+    key[0, 6] = float("nan")  # the last key of the first example (its value is finite)
+    mask = torch.ones(B, 1, 1, S, dtype=torch.bool)
+    mask[0, ..., 6] = not masked
+    if masked:  # no query may read that key: both paths ignore it and agree
+        out, _ = _both_paths(m, x, key, value, mask)
+        assert torch.isfinite(out).all()
+    else:
+        for need_weights in (True, False):
+            with pytest.raises(ValueError, match="finite"):
+                m(x, key, value, mask, need_weights=need_weights)
 
 
 def test_both_paths_agree_with_dropout_in_training_mode():

@@ -90,10 +90,6 @@ class MultiHeadAttention(nn.Module):
                 f"query, key and value must have the module's dtype {dtype}; got query "
                 f"{query.dtype}, key {key.dtype}, value {value.dtype}"
             )
-        distinct = {id(x): (name, x) for name, x in reversed(named)}  # self-attention: 1 tensor
-        for name, x in distinct.values():
-            if not torch.isfinite(x).all():
-                raise ValueError(f"{name} holds NaN or inf; attention needs finite inputs")
 
     def _check_mask(self, mask: object, B: int, T: int, S: int) -> None:
         if not isinstance(mask, Tensor):
@@ -135,7 +131,8 @@ class MultiHeadAttention(nn.Module):
         """Attend from ``query`` to ``key``/``value``.
 
         Args:
-            query: ``(B, T, D)``, finite, of the module's dtype.
+            query: ``(B, T, D)``, of the module's dtype. NaN or inf in the inputs raises the
+                same ValueError on both paths, never returns NaN.
             key: ``(B, S, D)``.
             value: ``(B, S, D)``.
             mask: bool, True means "may attend": ``(T, S)`` exactly, or four dimensions
@@ -168,6 +165,11 @@ class MultiHeadAttention(nn.Module):
             heads, weights = attention.attend(q, k, v, mask, dropout=p)  # (B, H, T, d_k)
         else:
             heads, weights = _fused_attention(q, k, v, mask), None  # (B, H, T, d_k)
+            # NaN or inf in k or v makes the output non-finite; a NaN query row can come out
+            # finite (and wrong) without a mask. Either way the explicit path decides: it
+            # raises its clear error, or gives its answer (a NaN key may be masked out).
+            if not (torch.isfinite(heads).all() and torch.isfinite(q).all()):
+                heads, _ = attention.attend(q, k, v, mask)  # (B, H, T, d_k)
         concat = heads.transpose(1, 2).reshape(B, T, self.d_model)  # (B, H, T, d_k) -> (B, T, D)
         return self.w_o(concat), (weights if need_weights else None)  # (B, T, D)
 
