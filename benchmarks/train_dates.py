@@ -137,7 +137,7 @@ def step_times(
         for name in order:
             model = models[name].train()
             start = time.perf_counter()
-            loss = decoding.seq2seq_loss(model, s, t)
+            loss = train.seq2seq_loss(model, s, t)
             optimizers[name].zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -162,7 +162,7 @@ def train_gpt(recipe: dates.Recipe, train_examples: list, test_examples: list) -
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    schedule = decoding.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
+    schedule = train.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
     loss_fn = gpt.batch_loss_fn(inputs, labels, recipe.batch_size, seed=recipe.seed)
     start = time.perf_counter()
     history = train.fit(
@@ -216,15 +216,15 @@ def main() -> None:
     test_examples = dates.sample(TEST_EXAMPLES, "test", seed=TEST_SEED, distinct_dates=True)
     test_src, test_tgt = dates.encode_examples(test_examples)
     train_src, train_tgt = dates.encode_examples(train_examples)
-    _, test_labels = decoding.teacher_forcing(test_tgt)  # (N, 11): the target and <eos>
+    _, test_labels = train.teacher_forcing(test_tgt)  # (N, 11): the target and <eos>
     data_seconds = time.perf_counter() - start
 
     model = transformer.Transformer(transformer.TransformerConfig(**recipe.model_kwargs()))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
-    schedule = decoding.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
-    loss_fn = decoding.batch_loss_fn(
+    schedule = train.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
+    loss_fn = train.batch_loss_fn(
         train_src,
         train_tgt,
         recipe.batch_size,

@@ -129,10 +129,13 @@ def test_hidden_states_and_attentions_match_transformers(small_pair):
     assert (weights[0, ..., 4:] == 0).all()  # padded keys get exactly zero weight
 
 
-def test_attention_weights_restores_the_fast_path(small_pair):
+def test_attention_weights_leave_no_state_behind(small_pair):
     _, ours = small_pair
-    ours.attention_weights(torch.tensor([[1, 2, 3]]))
-    assert not any(layer.record_weights for layer in ours.layers)
+    ids = torch.tensor([[1, 2, 3]])
+    before = ours(ids)
+    ours.attention_weights(ids)
+    assert not any(hasattr(layer, "self_weights") for layer in ours.layers)
+    torch.testing.assert_close(ours(ids), before)
 
 
 def test_padding_changes_nothing_for_real_tokens(small_pair):

@@ -1,4 +1,4 @@
-"""Tests for attention_book.decoding: teacher forcing, the loss, greedy decoding, beam search."""
+"""Tests for attention_book.decoding: greedy decoding, beam search, exact match."""
 
 import itertools
 import math
@@ -6,147 +6,19 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from seq2seq_stand_ins import (
+    BOS,
+    EOS,
+    PAD,
+    MarkovModel,
+    RecordingMarkov,
+    padded_anywhere,
+    random_src,
+    small_transformer,
+)
 from torch import nn
 
 from attention_book import dates, decoding, train, transformer
-
-PAD, BOS, EOS = 0, 1, 2
-
-
-class MarkovModel(nn.Module):
-    """A stand-in with the encode/decode API: the next token depends on the last token and on
-    the mean of the source's (non-padding) embeddings. Small enough to search exhaustively."""
-
-    def __init__(self, src_vocab: int = 6, tgt_vocab: int = 5, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.transition = nn.Parameter(2.0 * torch.randn(tgt_vocab, tgt_vocab, generator=g))
-        self.src_embed = nn.Parameter(torch.randn(src_vocab, tgt_vocab, generator=g))
-
-    def encode(self, src):
-        memory = self.src_embed[src]  # (B, S) -> (B, S, V)
-        return memory, (src != PAD)[:, None, None, :]  # (B, S, V), (B, 1, 1, S)
-
-    def decode(self, tgt, memory, src_mask):
-        keep = src_mask[:, 0, 0, :, None].float()  # (B, S, 1)
-        context = (memory * keep).sum(1) / keep.sum(1)  # (B, V)
-        return self.transition[tgt] + context[:, None, :]  # (B, T, V)
-
-
-def small_transformer(seed: int = 0, eos_bias: float = 0.0) -> transformer.Transformer:
-    torch.manual_seed(seed)
-    config = transformer.TransformerConfig(
-        src_vocab_size=9, tgt_vocab_size=7, d_model=16, num_heads=2, d_ff=32, max_len=16
-    )
-    model = transformer.Transformer(config).eval()
-    with torch.no_grad():
-        model.generator.weight.mul_(4.0)  # sharper, more varied next-token choices
-        model.generator.bias.zero_()
-        model.generator.bias[EOS] = eos_bias  # let some sequences end early
-    return model
-
-
-def random_src(batch: int = 6, length: int = 5, vocab: int = 9, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(3, vocab, (batch, length), generator=g)  # (B, S)
-    src[0, -2:] = PAD  # one padded source
-    return src
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def test_teacher_forcing_shifts_by_one():
-    tgt = torch.tensor([[BOS, 5, 6, EOS, PAD]])
-    decoder_input, labels = decoding.teacher_forcing(tgt)
-    assert decoder_input.tolist() == [[BOS, 5, 6, EOS]]
-    assert labels.tolist() == [[5, 6, EOS, PAD]]
-    with pytest.raises(ValueError, match="at least <bos>"):
-        decoding.teacher_forcing(torch.tensor([[BOS]]))
-    with pytest.raises(TypeError, match="LongTensor"):
-        decoding.teacher_forcing(torch.zeros(2, 3))
-
-
-def test_smoothed_targets():
-    labels = torch.tensor([[3, 0]])
-    q = decoding.smoothed_targets(labels, num_classes=5, smoothing=0.1)  # (1, 2, 5)
-    assert q.shape == (1, 2, 5)
-    torch.testing.assert_close(q.sum(-1), torch.ones(1, 2))
-    assert math.isclose(q[0, 0, 3].item(), 0.9 + 0.1 / 5, rel_tol=1e-6)
-    assert math.isclose(q[0, 0, 1].item(), 0.1 / 5, rel_tol=1e-6)
-    torch.testing.assert_close(decoding.smoothed_targets(labels, 5), F.one_hot(labels, 5).float())
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        decoding.smoothed_targets(labels, 5, smoothing=1.0)
-    with pytest.raises(ValueError, match="must lie in"):
-        decoding.smoothed_targets(labels, 3)
-
-
-@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
-def test_sequence_loss_is_cross_entropy_against_the_smoothed_targets(smoothing):
-    torch.manual_seed(0)
-    logits = torch.randn(3, 4, 6)
-    labels = torch.tensor([[4, 5, EOS, PAD], [3, EOS, PAD, PAD], [5, 5, 4, EOS]])
-    loss = decoding.sequence_loss(logits, labels, pad_id=PAD, label_smoothing=smoothing)
-    q = decoding.smoothed_targets(labels, 6, smoothing)  # (3, 4, 6)
-    per_token = -(q * F.log_softmax(logits, -1)).sum(-1)  # (3, 4)
-    keep = labels != PAD
-    torch.testing.assert_close(loss, per_token[keep].mean())
-
-
-def test_the_smoothed_loss_cannot_reach_zero():
-    labels = torch.tensor([[3, 4]])
-    q = decoding.smoothed_targets(labels, 5, 0.1)
-    entropy = -(q * q.log()).sum(-1).mean()
-    best = decoding.sequence_loss(q.log(), labels, label_smoothing=0.1)  # predict q itself
-    torch.testing.assert_close(best, entropy)
-    confident = decoding.sequence_loss(20.0 * F.one_hot(labels, 5).float(), labels, 0, 0.1)
-    assert confident > best > 0.3
-
-
-def test_sequence_loss_shape_errors():
-    with pytest.raises(ValueError, match="need the same"):
-        decoding.sequence_loss(torch.randn(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"\(B, T, V\)"):
-        decoding.sequence_loss(torch.randn(2, 5), torch.zeros(2, 3, dtype=torch.long))
-
-
-def test_seq2seq_loss_matches_a_hand_written_forward():
-    model = small_transformer()
-    src = random_src()
-    tgt = torch.tensor([[BOS, 4, 5, EOS]] * src.shape[0])
-    logits = model(src, tgt[:, :-1])  # (B, 3, V)
-    expected = F.cross_entropy(logits.reshape(-1, 7), tgt[:, 1:].reshape(-1))
-    torch.testing.assert_close(decoding.seq2seq_loss(model, src, tgt), expected)
-
-
-def test_batch_loss_fn_is_reproducible_and_checks_arguments():
-    model = small_transformer()
-    src = random_src(batch=20, seed=1)
-    tgt = torch.tensor([[BOS, 4, 5, EOS]] * 20)
-    a = decoding.batch_loss_fn(src, tgt, 8, seed=3)
-    b = decoding.batch_loss_fn(src, tgt, 8, seed=3)
-    assert [a(model, i).item() for i in range(3)] == [b(model, i).item() for i in range(3)]
-    with pytest.raises(ValueError, match="exceeds"):
-        decoding.batch_loss_fn(src, tgt, 21)
-    with pytest.raises(ValueError, match="same number of rows"):
-        decoding.batch_loss_fn(src, tgt[:5], 4)
-
-
-def test_warmup_cosine_schedule():
-    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = decoding.warmup_cosine_schedule(opt, warmup_steps=4, total_steps=12, final_ratio=0.1)
-    lrs = []
-    for _ in range(12):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        schedule.step()
-    assert lrs[:5] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
-    assert all(x >= y for x, y in itertools.pairwise(lrs[4:]))
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="must exceed"):
-        decoding.warmup_cosine_schedule(opt, warmup_steps=5, total_steps=5)
-
 
 # ----------------------------------------------------------------------------- decoding
 
@@ -399,7 +271,7 @@ def test_a_tiny_transformer_overfits_a_few_dates():
         len(dates.SOURCE_VOCAB), len(dates.TARGET_VOCAB), d_model=32, num_heads=2, d_ff=64
     )
     model = transformer.Transformer(config)
-    loss_fn = lambda m, step: decoding.seq2seq_loss(m, src, tgt)
+    loss_fn = lambda m, step: train.seq2seq_loss(m, src, tgt)
     history = train.fit(model, loss_fn, steps=150, lr=3e-3, progress=False)
     assert history.final_loss < 0.05
     out = decoding.greedy_decode(model, src, max_len=dates.TARGET_LEN - 1)
@@ -407,29 +279,6 @@ def test_a_tiny_transformer_overfits_a_few_dates():
 
 
 # ----------------------------------------------------------------------------- edges
-
-
-class RecordingMarkov(MarkovModel):
-    """MarkovModel that remembers every source it encodes, and works as ``model(src, tgt)``."""
-
-    def __init__(self):
-        super().__init__()
-        self.sources = []
-
-    def encode(self, src):
-        self.sources.append(src)
-        return super().encode(src)
-
-    def forward(self, src, tgt):
-        return self.decode(tgt, *self.encode(src))
-
-
-def padded_anywhere():
-    """Three sources padded on the right, on the left, and inside the row; the last column is
-    padding in every row, so only it may be dropped."""
-    return torch.tensor(
-        [[3, 4, 5, PAD, PAD, PAD], [PAD, PAD, 3, 4, 5, PAD], [3, PAD, 4, 5, PAD, PAD]]
-    )
 
 
 def test_translate_keeps_every_token_however_the_source_is_padded():
@@ -444,33 +293,6 @@ def test_translate_keeps_every_token_however_the_source_is_padded():
         # The stand-in ignores token order, so all three sources say the same thing.
         assert got[0] == got[1] == got[2]
         assert got == decoding.translate(model, src[[0, 0, 0]], to_text, 4, beam_width)
-
-
-def test_batch_loss_fn_keeps_every_token_however_the_source_is_padded():
-    model = RecordingMarkov()
-    src = padded_anywhere()
-    tgt = torch.tensor([[BOS, 4, EOS]] * 3)
-    loss_fn = decoding.batch_loss_fn(src, tgt, 3, seed=0)
-    loss = loss_fn(model, 0)
-    (seen,) = model.sources
-    assert sorted(seen.tolist()) == sorted(src[:, :5].tolist())
-    # Order-blind stand-in: the three rows hold the same tokens, so the loss is that of one.
-    torch.testing.assert_close(loss, decoding.seq2seq_loss(model, src[:1], tgt[:1]))
-
-
-def test_sequence_loss_refuses_a_batch_of_padding_only():
-    labels = torch.full((2, 3), PAD)
-    with pytest.raises(ValueError, match="no token to score"):
-        decoding.sequence_loss(torch.randn(2, 3, 5), labels)
-    with pytest.raises(ValueError, match="pad_id=4"):
-        decoding.sequence_loss(torch.randn(2, 3, 5), torch.full((2, 3), 4), pad_id=4)
-    with pytest.raises(ValueError, match="no token to score"):
-        decoding.seq2seq_loss(
-            RecordingMarkov(), random_src(2, vocab=6), torch.tensor([[BOS, PAD]] * 2)
-        )
-    # One real label is enough, and its loss is finite.
-    labels[1, 2] = 3
-    assert torch.isfinite(decoding.sequence_loss(torch.randn(2, 3, 5), labels))
 
 
 def test_empty_batches_give_empty_results():
@@ -507,10 +329,10 @@ def test_integer_like_arguments_and_clear_refusals():
     with pytest.raises(ValueError, match="length_penalty must be a number, got NaN"):
         decoding.beam_search(model, src, 4, length_penalty=float("nan"))
     with pytest.raises(TypeError, match="label_smoothing must be a float"):
-        decoding.sequence_loss(torch.randn(2, 3, 5), torch.ones(2, 3, dtype=torch.long), 0, "0.1")
+        train.sequence_loss(torch.randn(2, 3, 5), torch.ones(2, 3, dtype=torch.long), 0, "0.1")
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = decoding.warmup_cosine_schedule(optimizer, np.int64(2), np.int32(10))
+    schedule = train.warmup_cosine_schedule(optimizer, np.int64(2), np.int32(10))
     assert optimizer.param_groups[0]["lr"] == 0.5
     with pytest.raises(ValueError, match="warmup_steps must be a non-negative int, got -1"):
-        decoding.warmup_cosine_schedule(optimizer, -1, 10)
+        train.warmup_cosine_schedule(optimizer, -1, 10)
     del schedule

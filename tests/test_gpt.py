@@ -102,7 +102,12 @@ def test_attention_weights_are_causal_and_sum_to_one(model):
     assert len(weights) == CONFIG.num_layers and weights[0].shape == (2, 4, 8, 8)
     torch.testing.assert_close(weights[-1].sum(-1), torch.ones(2, 4, 8))
     assert (weights[0].triu(1) == 0).all()
-    assert not model.layers[0].record_weights  # switched back off
+    assert not any(hasattr(layer, "self_weights") for layer in model.layers)  # nothing stored
+    # With a cache the new queries read the cached keys too: (B, H, T, S) with S = 8 + 2.
+    cache = generation.KVCache(CONFIG.num_layers)
+    model(torch.randint(0, 13, (2, 8)), cache=cache)
+    cached = model.attention_weights(torch.randint(0, 13, (2, 2)), cache=cache)
+    assert cached[0].shape == (2, 4, 2, 10) and (cached[0][:, :, 0, 9] == 0).all()
 
 
 def test_tied_embedding_starts_at_the_output_layer_scale():

@@ -56,12 +56,12 @@ def test_shapes_and_weights_sum_to_one():
     assert_close(w.sum(-1), torch.ones(B, H, T))
 
 
-def test_packed_self_attention_projection_equals_separate_projections():
+def test_self_attention_does_not_depend_on_passing_one_tensor_three_times():
     m = multihead.MultiHeadAttention(D, H).eval()
     x = torch.randn(B, T, D)
-    packed, _ = m(x, x, x)  # query is key is value: one (3D, D) matrix product
-    separate, _ = m(x, x.clone(), x.clone())  # three products
-    assert_close(packed, separate)
+    same, _ = m(x, x, x)  # query is key is value
+    copies, _ = m(x, x.clone(), x.clone())  # three tensors with the same values
+    assert torch.equal(same, copies)  # one design, three projections: bit for bit the same
 
 
 def test_parameter_count_does_not_depend_on_heads():
@@ -453,3 +453,94 @@ def test_from_torch_keeps_the_training_mode():
     first, second = ours(x, x, x)[0], ours(x, x, x)[0]
     torch.testing.assert_close(first, second)  # no dropout in evaluation mode
     assert multihead.MultiHeadAttention.from_torch(torch_mha.train()).training
+
+
+# --- issue 9: the accepted mask shapes, and the two paths agree on every input -------------
+
+
+def test_a_two_d_mask_is_always_t_by_s_and_a_b_by_s_padding_mask_is_refused():
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    for bad in (torch.ones(B, T, dtype=torch.bool), torch.ones(1, T, dtype=torch.bool)):
+        for need_weights in (True, False):
+            with pytest.raises(ValueError, match=r"\(T, S\) = \(5, 5\) exactly.*\(B, 1, 1, S\)"):
+                m(x, x, x, mask=bad, need_weights=need_weights)
+    with pytest.raises(ValueError, match="2-D mask must be"):  # 3-D masks are refused too
+        m(x, x, x, mask=torch.ones(B, T, T, dtype=torch.bool))
+    # B == T: a (T, S) mask is read as (T, S), one row per query, never as per-example padding.
+    square = torch.randn(T, T, D)  # B = T = 5
+    rows = torch.rand(T, S) > 0.3
+    rows[:, 0] = True
+    kv = torch.randn(T, S, D)
+    out, w = _both_paths(m, square, kv, kv, rows)
+    assert_close(out, m(square, kv, kv, rows[None, None])[0])  # the same as (1, 1, T, S)
+    assert (w[:, :, ~rows] == 0).all()
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_both_paths_refuse_a_one_d_mask_with_the_same_error(need_weights):
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x, kv = torch.randn(B, T, D), torch.randn(B, S, D)
+    with pytest.raises(ValueError, match=r"mask of shape \(7,\) does not broadcast"):
+        m(x, kv, kv, mask=torch.ones(S, dtype=torch.bool), need_weights=need_weights)
+
+
+@pytest.mark.parametrize("name", ["query", "key", "value"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_both_paths_refuse_non_finite_input_with_the_same_error(name, bad):
+    m = multihead.MultiHeadAttention(D, H).eval()
+    inputs = {"query": torch.randn(B, T, D), "key": torch.randn(B, S, D)}
+    inputs["value"] = torch.randn(B, S, D)
+    inputs[name][1, 2, 3] = bad
+    errors = []
+    for need_weights in (True, False):
+        with pytest.raises(ValueError, match="finite") as raised:
+            m(**inputs, need_weights=need_weights)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]  # the same error, whichever path
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_both_paths_agree_on_a_nan_key_hidden_by_the_mask_or_not(masked):
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x, key, value = torch.randn(B, T, D), torch.randn(B, S, D), torch.randn(B, S, D)
+    key[0, 6] = float("nan")  # the last key of the first example (its value is finite)
+    mask = torch.ones(B, 1, 1, S, dtype=torch.bool)
+    mask[0, ..., 6] = not masked
+    if masked:  # no query may read that key: both paths ignore it and agree
+        out, _ = _both_paths(m, x, key, value, mask)
+        assert torch.isfinite(out).all()
+    else:
+        for need_weights in (True, False):
+            with pytest.raises(ValueError, match="finite"):
+                m(x, key, value, mask, need_weights=need_weights)
+
+
+def test_both_paths_agree_with_dropout_in_training_mode():
+    m = multihead.MultiHeadAttention(D, H, dropout=0.3).train()
+    x, kv = torch.randn(B, T, D), torch.randn(B, S, D)
+    torch.manual_seed(1)
+    out, w = m(x, kv, kv)
+    torch.manual_seed(1)
+    fast, none = m(x, kv, kv, need_weights=False)
+    assert none is None
+    assert_close(fast, out)  # one seed, one result, whichever path
+    assert_close(out, m.w_o((w @ m._split(m.w_v(kv))).transpose(1, 2).reshape(B, T, D)))
+
+
+def test_mixed_dtypes_are_a_type_error_naming_both():
+    m = multihead.MultiHeadAttention(D, H)
+    x = torch.randn(B, T, D)
+    with pytest.raises(TypeError, match=r"query torch.float32, key torch.float64"):
+        m(x, x.double(), x.double())
+    with pytest.raises(TypeError, match=r"module's dtype torch.float32.*query torch.float64"):
+        m(x.double(), x.double(), x.double())
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_no_keys_gives_the_output_bias_on_both_paths(need_weights):
+    m = multihead.MultiHeadAttention(D, H).eval()
+    empty = torch.randn(B, 0, D)  # S = 0: nothing to attend to, so every head outputs zeros
+    out, w = m(torch.randn(B, T, D), empty, empty, need_weights=need_weights)
+    assert_close(out, m.w_o.bias.expand(B, T, D))
+    assert w is None or w.shape == (B, H, T, 0)

@@ -152,11 +152,9 @@ def test_encoder_layer_recorded_weights_equal_fused_path():
     x = torch.randn(2, 5, D)
     mask = _padding([5, 3], 5)[:, None, None, :]
     fused = layer(x, mask)
-    assert layer.self_weights is None
-    layer.record_weights = True
-    assert_close(layer(x, mask), fused)
-    w = layer.self_weights
-    assert w.shape == (2, H, 5, 5) and not w.requires_grad
+    out, w = layer(x, mask, need_weights=True)
+    assert_close(out, fused)
+    assert w.shape == (2, H, 5, 5)
     assert_close(w.sum(-1), torch.ones(2, H, 5))
     assert w[1, :, :, 3:].abs().max() == 0  # padded keys get zero weight
 
@@ -167,8 +165,7 @@ def test_encoder_layer_gradcheck_float64(one_thread):
     x = torch.randn(1, 3, 4, dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([True, True, False])[None, None, None, :]
     assert torch.autograd.gradcheck(lambda t: layer(t, mask), (x,))
-    layer.record_weights = True
-    assert torch.autograd.gradcheck(lambda t: layer(t, mask), (x,))
+    assert torch.autograd.gradcheck(lambda t: layer(t, mask, need_weights=True)[0], (x,))
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -248,19 +245,17 @@ def test_decoder_layer_gradcheck_float64(one_thread):
     src_mask = torch.tensor([True, False])[None, None, None, :]  # (1, 1, 1, S)
     assert torch.autograd.gradcheck(lambda t, m: layer(t, m, causal, src_mask), (x, memory))
     layer.norm_first = True
-    layer.record_weights = True
-    assert torch.autograd.gradcheck(lambda t, m: layer(t, m, causal, src_mask), (x, memory))
+    explicit = lambda t, m: layer(t, m, causal, src_mask, need_weights=True)[0]  # noqa: E731
+    assert torch.autograd.gradcheck(explicit, (x, memory))
 
 
 def test_decoder_layer_gives_padded_target_keys_zero_weight():
     torch.manual_seed(0)
     layer = DecoderLayer(D, H, D_FF).eval()
-    layer.record_weights = True
     x, memory = torch.randn(2, 5, D), torch.randn(2, 4, D)
     tgt_keep = _padding([5, 3], 5)  # the second target has two padded positions
     tgt_mask = attention.causal_mask(5) & tgt_keep[:, None, None, :]  # (B, 1, T, T)
-    out = layer(x, memory, tgt_mask)
-    w = layer.self_weights  # (B, H, T, T)
+    out, w, _ = layer(x, memory, tgt_mask, need_weights=True)  # w: (B, H, T, T)
     assert w[1, :, :, 3:].abs().max() == 0  # no query reads a padded target key
     assert_close(w.sum(-1), torch.ones(2, H, 5))
     # Whatever sits at the padded target positions, the real positions' outputs are the same.
@@ -273,13 +268,11 @@ def test_recorded_weights_in_training_mode_are_after_dropout():
     torch.manual_seed(0)
     p = 0.5
     layer = EncoderLayer(D, H, D_FF, dropout=p).eval()
-    layer.record_weights = True
     x = torch.randn(2, 5, D)
-    layer(x)
-    softmax_w = layer.self_weights  # (B, H, T, T), rows sum to 1
+    _, softmax_w = layer(x, need_weights=True)  # (B, H, T, T), rows sum to 1
     layer.train()
-    layer(x)  # post-LN: self-attention sees x itself, so only dropout differs
-    dropped = layer.self_weights
+    # post-LN: self-attention sees x itself, so only dropout differs
+    _, dropped = layer(x, need_weights=True)
     kept = dropped != 0
     assert 0 < kept.float().mean() < 1  # some weights dropped, some kept
     assert_close(dropped[kept], softmax_w[kept] / (1 - p))  # the kept ones are rescaled
@@ -318,9 +311,8 @@ def test_decoder_layer_recorded_weights_equal_fused_path():
     x, memory = torch.randn(2, 4, D), torch.randn(2, 6, D)
     src_mask = _padding([6, 2], 6)[:, None, None, :]
     fused = layer(x, memory, attention.causal_mask(4), src_mask)
-    layer.record_weights = True
-    assert_close(layer(x, memory, attention.causal_mask(4), src_mask), fused)
-    self_w, cross_w = layer.self_weights, layer.cross_weights
+    out, self_w, cross_w = layer(x, memory, attention.causal_mask(4), src_mask, need_weights=True)
+    assert_close(out, fused)
     assert self_w.shape == (2, H, 4, 4) and cross_w.shape == (2, H, 4, 6)
     assert torch.triu(self_w, diagonal=1).abs().max() == 0  # no weight on the future
     assert cross_w[1, :, :, 2:].abs().max() == 0  # no weight on source padding
@@ -388,7 +380,8 @@ def test_transformer_shapes_and_masks():
     assert model.decode(tgt, memory, src_mask).shape == (2, 3, 13)
     assert model(src, tgt).shape == (2, 3, 13)
     assert model.target_mask(tgt).shape == (2, 1, 3, 3)
-    assert model.target_mask(tgt[:1]).shape == (3, 3)
+    assert model.target_mask(tgt[:1]).shape == (1, 1, 3, 3)  # one shape, padding or not
+    assert model.target_mask(tgt[:1])[0, 0].tolist() == attention.causal_mask(3).tolist()
     assert model.target_mask(tgt)[1, 0, 2].tolist() == [True, True, False]
     assert model.pe.shape == (12, 16)
     assert model.src_embed.padding_idx == 0 and model.tgt_embed.weight[0].abs().max() == 0
@@ -431,10 +424,11 @@ def test_cross_attention_weights():
         assert w.shape == (2, 2, 3, 4)
         assert_close(w.sum(-1), torch.ones(2, 2, 3))
         assert w[0, :, :, 3].abs().max() == 0
-    assert all(not layer.record_weights for layer in model.decoder.layers)
-    model.decoder.layers[0].record_weights = True
-    model.cross_attention_weights(src, tgt)
-    assert model.decoder.layers[0].record_weights and not model.decoder.layers[1].record_weights
+    # No hidden state: the weights are returned, not stored, and the logits stay the same.
+    before = model(src, tgt)
+    assert_close(model.cross_attention_weights(src, tgt)[2], weights[2])
+    assert_close(model(src, tgt), before)
+    assert not any(hasattr(layer, "cross_weights") for layer in model.decoder.layers)
 
 
 @pytest.fixture
@@ -495,12 +489,19 @@ def test_count_parameters_matches_torch_transformer():
         ({"max_len": 2.5}, "max_len"),
         ({"pad_id": 11}, "pad_id"),
         ({"pad_id": -1}, "pad_id"),
-        ({"norm_first": "yes"}, "norm_first"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
         _tiny_config(**changes)
+
+
+def test_config_and_layers_refuse_a_non_bool_norm_first_with_one_error():
+    # One mistake, one error type: a TypeError from the config as from the layers.
+    with pytest.raises(TypeError, match="norm_first must be a bool, got 'yes'"):
+        _tiny_config(norm_first="yes")
+    with pytest.raises(TypeError, match="norm_first must be a bool, got 'yes'"):
+        EncoderLayer(D, H, D_FF, norm_first="yes")
 
 
 def test_config_is_frozen_and_model_needs_one():
@@ -537,3 +538,79 @@ def test_transformer_rejects_bad_inputs():
         model.decode(ok, memory, src_mask[:, 0, 0])
     with pytest.raises(ValueError, match="src_mask"):
         model.decode(ok, memory, None)
+
+
+# --- issue 9: edges --------------------------------------------------------------------------
+
+
+def test_target_mask_has_one_shape_and_a_clear_error_past_max_len():
+    model = Transformer(_tiny_config())
+    with pytest.raises(ValueError, match="13 > max_len=12"):
+        model.target_mask(torch.ones(1, 13, dtype=torch.long))
+    tgt = torch.tensor([[1, 2, 3], [1, 4, 5]])  # no padding: still (B, 1, T, T)
+    assert model.target_mask(tgt).shape == (2, 1, 3, 3)
+
+
+def test_a_long_max_len_holds_no_causal_buffer():
+    model = Transformer(_tiny_config(max_len=20000))
+    buffers = dict(model.named_buffers())
+    assert set(buffers) == {"pe"}  # the (max_len, D) encoding only: no (max_len, max_len) mask
+    assert sum(b.numel() * b.element_size() for b in buffers.values()) < 2_000_000
+    ids = torch.tensor([[1, 2, 3]])
+    assert model(ids, ids).shape == (1, 3, 13)
+
+
+def test_an_empty_batch_gives_empty_results():
+    model = Transformer(_tiny_config()).eval()
+    src, tgt = torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 3, dtype=torch.long)
+    memory, src_mask = model.encode(src)
+    assert memory.shape == (0, 4, 16) and src_mask.shape == (0, 1, 1, 4)
+    assert model.decode(tgt, memory, src_mask).shape == (0, 3, 13)
+    assert model(src, tgt).shape == (0, 3, 13)
+    assert [w.shape for w in model.cross_attention_weights(src, tgt)] == [(0, 2, 3, 4)] * 2
+
+
+def test_feedforward_and_layers_check_their_input_at_the_boundary():
+    ff = FeedForward(D, D_FF)
+    with pytest.raises(
+        ValueError, match=r"x must be \(\.\.\., D\), D = d_model = 16; got \(2, 3, 8\)"
+    ):
+        ff(torch.randn(2, 3, 8))
+    with pytest.raises(TypeError, match="x has dtype torch.float64 but .* torch.float32"):
+        ff(torch.randn(2, 3, D, dtype=torch.float64))
+    with pytest.raises(TypeError, match="floating-point"):
+        ff(torch.ones(2, 3, D, dtype=torch.long))
+    for norm_first in (False, True):  # pre-LN used to fail inside LayerNorm
+        enc = EncoderLayer(D, H, D_FF, norm_first=norm_first)
+        dec = DecoderLayer(D, H, D_FF, norm_first=norm_first)
+        with pytest.raises(ValueError, match=r"x must be \(B, T, D\).*got \(2, 3, 8\)"):
+            enc(torch.randn(2, 3, 8))
+        with pytest.raises(ValueError, match=r"x must be \(B, T, D\).*got \(3, 16\)"):
+            enc(torch.randn(3, D))
+        with pytest.raises(ValueError, match=r"memory must be \(B, S, D\).*got \(2, 4, 8\)"):
+            dec(torch.randn(2, 3, D), torch.randn(2, 4, 8))
+        with pytest.raises(TypeError, match="memory has dtype torch.float64"):
+            dec(torch.randn(2, 3, D), torch.randn(2, 4, D, dtype=torch.float64))
+
+
+def test_layers_return_the_weights_they_are_asked_for_and_store_nothing():
+    torch.manual_seed(0)
+    layer = EncoderLayer(D, H, D_FF, norm_first=True).eval()
+    x = torch.randn(2, 5, D)
+    out, w = layer(x, need_weights=True)
+    assert_close(out, layer(x))
+    assert w.shape == (2, H, 5, 5) and not hasattr(layer, "record_weights")
+
+
+def test_residual_is_the_two_wirings_of_the_paper_and_of_pre_ln():
+    torch.manual_seed(0)
+    norm, drop = nn.LayerNorm(D), nn.Dropout(0.0)
+    x = torch.randn(2, 3, D)
+
+    def double(h):
+        return 2 * h, "extra"
+
+    post, extra = transformer.residual(x, double, norm, drop, norm_first=False)
+    assert_close(post, norm(x + 2 * x)) and extra == "extra"
+    pre, _ = transformer.residual(x, double, norm, drop, norm_first=True)
+    assert_close(pre, x + 2 * norm(x))

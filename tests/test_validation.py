@@ -52,3 +52,14 @@ def test_check_int_bounds():
         validation.check_int("offset", 6, minimum=7)
     with pytest.raises(ValueError, match="offset must be an int, got '1' of type str"):
         validation.check_int("offset", "1")
+
+
+def test_check_ids_returns_the_ids_or_names_what_is_wrong():
+    ids = torch.tensor([[1, 2], [3, 0]])
+    assert validation.check_ids("src", ids) is ids
+    with pytest.raises(TypeError, match="src must be a LongTensor of token ids, got torch.float32"):
+        validation.check_ids("src", ids.float())
+    with pytest.raises(TypeError, match="got list"):
+        validation.check_ids("src", [[1, 2]])
+    with pytest.raises(ValueError, match=r"2 dimensions \(B, length\), got \(2, 0\)"):
+        validation.check_ids("src", torch.zeros(2, 0, dtype=torch.long))

@@ -151,11 +151,15 @@ def scaled_dot_product_attention(
     return attend(q, k, v, mask)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def attend(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """:func:`scaled_dot_product_attention` without the argument checks.
 
-    For callers that have run :func:`check_attention_inputs` themselves (a layer checks its
-    arguments once, then attends). Same arguments and results.
+    For callers that have checked their arguments themselves (a layer checks its inputs once,
+    then attends). Same arguments and results, plus ``dropout``: the probability of dropping
+    each attention weight before the product with ``v`` (pass it only in training); the
+    returned weights are then the dropped ones, whose rows no longer sum to 1.
     """
     # Scale before the product, as PyTorch does: q kᵀ itself can overflow in float16
     # (64 products of 40 x 40 make 102,400 > 65,504) where q kᵀ / √d_k does not.
@@ -164,6 +168,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # forbidden pairs get exp(-inf) = 0
     weights = _softmax(scores, -1, "the scores q kᵀ / √d_k (from q and k)")  # (..., T, S)
+    if dropout > 0.0:
+        weights = torch.nn.functional.dropout(weights, dropout)  # (..., T, S)
     output = weights @ v  # (..., T, S) @ (..., S, d_v) -> (..., T, d_v)
     if not torch.isfinite(output).all():  # the scores were finite, so v is to blame
         raise ValueError(

@@ -180,15 +180,12 @@ class BertEncoder(nn.Module):
         Returns:
             ``(B, N, H, T, T)``: layer, head, query, key.
         """
-        before = [layer.record_weights for layer in self.layers]
-        try:
-            for layer in self.layers:
-                layer.record_weights = True
-            self(ids, real)
-            weights = [layer.self_weights for layer in self.layers]  # N x (B, H, T, T)
-        finally:
-            for layer, flag in zip(self.layers, before, strict=True):
-                layer.record_weights = flag
+        self._check_ids(ids, real)
+        mask = None if real is None else real[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
+        x, weights = self.embeddings(ids), []  # (B, T) -> (B, T, D)
+        for layer in self.layers:
+            x, w = layer(x, mask, need_weights=True)  # (B, T, D), (B, H, T, T)
+            weights.append(w)
         return torch.stack(weights, dim=1)  # N x (B, H, T, T) -> (B, N, H, T, T)
 
 

@@ -1,4 +1,4 @@
-"""Training and generation for encoder-decoder models: teacher forcing, the loss, decoding.
+"""Generation for encoder-decoder models: greedy decoding, beam search, exact match.
 
 Every function here works with any model that has the two methods of
 :class:`attention_book.transformer.Transformer`:
@@ -14,241 +14,13 @@ after their ``eos_id``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention_book import validation
-
-
-def _check_ids(name: str, ids: object, dims: int = 2) -> Tensor:
-    if not isinstance(ids, Tensor) or ids.dtype != torch.long:
-        got = ids.dtype if isinstance(ids, Tensor) else type(ids).__name__
-        raise TypeError(f"{name} must be a LongTensor of token ids, got {got}")
-    if ids.dim() != dims or ids.shape[-1] == 0:
-        raise ValueError(f"{name} must have {dims} dimensions (B, length), got {tuple(ids.shape)}")
-    return ids
-
-
-def _check_smoothing(smoothing: object) -> float:
-    if not 0.0 <= validation.check_float("label_smoothing", smoothing) < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
-    return float(smoothing)
-
-
-def _trim_padding(src: Tensor, pad_id: int) -> Tensor:
-    """Drop the trailing columns that are padding in every row, however the rows are padded.
-
-    Only columns after the last real token of every row go, so no token is ever cut off,
-    whether the padding is on the right, on the left or inside a row.
-    """
-    used = (src != pad_id).any(dim=0).nonzero()  # (S,) -> (n, 1): columns holding a token
-    length = int(used.max()) + 1 if used.numel() else 1
-    return src[:, :length]  # (B, S) -> (B, length)
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
-    """Split a target into the decoder's input and the labels it must predict.
-
-    The decoder sees the target shifted right by one (it starts with ``<bos>``) and must
-    predict the target shifted left (it ends with ``<eos>``): at position t it reads tokens
-    0..t and predicts token t + 1.
-
-    Args:
-        tgt: ``(B, T + 1)`` ids ``<bos> y_1 ... y_n <eos> <pad> ...``.
-
-    Returns:
-        ``(decoder_input, labels)``, both ``(B, T)``: ``tgt[:, :-1]`` and ``tgt[:, 1:]``.
-    """
-    _check_ids("tgt", tgt)
-    if tgt.shape[1] < 2:
-        raise ValueError(f"tgt needs at least <bos> and one token, got shape {tuple(tgt.shape)}")
-    return tgt[:, :-1], tgt[:, 1:]  # (B, T + 1) -> (B, T), (B, T)
-
-
-def smoothed_targets(labels: Tensor, num_classes: int, smoothing: float = 0.0) -> Tensor:
-    """The target distribution of label smoothing (Szegedy et al., 2016, section 7).
-
-    Each one-hot target is mixed with the uniform distribution over all ``num_classes``:
-    ``q = (1 - smoothing) * onehot(label) + smoothing / num_classes``. This is the convention of
-    ``torch.nn.functional.cross_entropy(..., label_smoothing=smoothing)``.
-
-    Args:
-        labels: ``(...)`` class ids in ``[0, num_classes)``.
-        num_classes: V.
-        smoothing: the mass moved to the uniform distribution, in [0, 1).
-
-    Returns:
-        float ``(..., V)``; every row sums to 1.
-    """
-    validation.check_positive_int("num_classes", num_classes)
-    _check_smoothing(smoothing)
-    if not isinstance(labels, Tensor) or labels.dtype != torch.long:
-        raise TypeError("labels must be a LongTensor of class ids")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}), got {int(labels.min())}..{int(labels.max())}"
-        )
-    onehot = F.one_hot(labels, num_classes).float()  # (...) -> (..., V)
-    return (1.0 - smoothing) * onehot + smoothing / num_classes  # (..., V)
-
-
-def sequence_loss(
-    logits: Tensor, labels: Tensor, pad_id: int = 0, label_smoothing: float = 0.0
-) -> Tensor:
-    """Mean cross-entropy per target token, padding excluded, optionally label-smoothed.
-
-    Args:
-        logits: ``(B, T, V)`` unnormalised scores.
-        labels: ``(B, T)`` the ids to predict; positions equal to ``pad_id`` are ignored.
-        pad_id: the padding id.
-        label_smoothing: see :func:`smoothed_targets`; 0 is the plain cross-entropy.
-
-    Returns:
-        A scalar: ``-sum_v q_v log p_v`` averaged over the non-padding positions.
-
-    Raises:
-        ValueError: if every label is ``pad_id`` (the mean over no token is undefined).
-    """
-    label_smoothing = _check_smoothing(label_smoothing)
-    pad_id = validation.check_int("pad_id", pad_id)
-    _check_ids("labels", labels)
-    return _sequence_loss(logits, labels, pad_id, label_smoothing)
-
-
-def _sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float) -> Tensor:
-    """:func:`sequence_loss` for checked arguments; the logits, a model's output, and the
-    batch's labels are checked here, at every call."""
-    if not isinstance(logits, Tensor) or logits.dim() != 3:
-        raise ValueError(f"logits must be (B, T, V), got {getattr(logits, 'shape', logits)}")
-    if logits.shape[:2] != labels.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} need the same (B, T)"
-        )
-    if not bool((labels != pad_id).any()):  # the mean over no token would be 0 / 0 = NaN
-        raise ValueError(
-            f"every label of shape {tuple(labels.shape)} is pad_id={pad_id}: "
-            "there is no token to score"
-        )
-    V = logits.shape[-1]
-    return F.cross_entropy(
-        logits.reshape(-1, V),  # (B, T, V) -> (B * T, V)
-        labels.reshape(-1),  # (B, T) -> (B * T,)
-        ignore_index=pad_id,
-        label_smoothing=label_smoothing,
-    )
-
-
-def seq2seq_loss(
-    model: nn.Module, src: Tensor, tgt: Tensor, pad_id: int = 0, label_smoothing: float = 0.0
-) -> Tensor:
-    """The teacher-forced training loss of an encoder-decoder ``model`` on one batch.
-
-    Args:
-        model: called as ``model(src, decoder_input)`` and returning ``(B, T, V)`` logits.
-        src: ``(B, S)`` source ids.
-        tgt: ``(B, T + 1)`` target ids starting with ``<bos>``.
-        pad_id, label_smoothing: as in :func:`sequence_loss`.
-
-    Returns:
-        A scalar loss.
-    """
-    label_smoothing = _check_smoothing(label_smoothing)
-    pad_id = validation.check_int("pad_id", pad_id)
-    decoder_input, labels = teacher_forcing(tgt)  # (B, T), (B, T)
-    logits = model(src, decoder_input)  # (B, T, V)
-    return _sequence_loss(logits, labels, pad_id, label_smoothing)
-
-
-def batch_loss_fn(
-    src: Tensor,
-    tgt: Tensor,
-    batch_size: int,
-    *,
-    pad_id: int = 0,
-    label_smoothing: float = 0.0,
-    seed: int = 0,
-) -> Callable[[nn.Module, int], Tensor]:
-    """A ``loss_fn(model, step)`` for :func:`attention_book.train.fit` that samples batches.
-
-    Each call draws ``batch_size`` random rows (without replacement) of the training tensors
-    from its own seeded generator, so a run is reproducible, drops the source columns that are
-    padding in every drawn row, and returns :func:`seq2seq_loss`. The arguments are checked
-    once, here, not at every step.
-
-    Args:
-        src: ``(N, S)`` all training sources.
-        tgt: ``(N, T + 1)`` all training targets.
-        batch_size: rows per step, at most N.
-        pad_id, label_smoothing: as in :func:`sequence_loss`.
-        seed: seeds the batch sampler.
-
-    Returns:
-        The function ``loss_fn(model, step) -> scalar``.
-    """
-    _check_ids("src", src)
-    decoder_input, labels = teacher_forcing(tgt)  # (N, T), (N, T)
-    batch_size = validation.check_positive_int("batch_size", batch_size)
-    pad_id = validation.check_int("pad_id", pad_id)
-    label_smoothing = _check_smoothing(label_smoothing)
-    if src.shape[0] != tgt.shape[0]:
-        raise ValueError(
-            f"src {tuple(src.shape)} and tgt {tuple(tgt.shape)} need the same number of rows"
-        )
-    if batch_size > src.shape[0]:
-        raise ValueError(f"batch_size={batch_size} exceeds the {src.shape[0]} training examples")
-    generator = torch.Generator().manual_seed(validation.check_int("seed", seed))
-
-    def loss_fn(model: nn.Module, step: int) -> Tensor:
-        rows = torch.randperm(src.shape[0], generator=generator)[:batch_size]  # (batch_size,)
-        batch_src = _trim_padding(src[rows], pad_id)  # (N, S) -> (batch_size, S')
-        logits = model(batch_src, decoder_input[rows])  # (batch_size, T, V)
-        return _sequence_loss(logits, labels[rows], pad_id, label_smoothing)
-
-    return loss_fn
-
-
-def warmup_cosine_schedule(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_ratio: float = 0.0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the optimiser's learning rate, then cosine decay.
-
-    The paper warms up linearly and then decays as 1/sqrt(step) (Vaswani et al., 2017, section
-    5.3); a cosine that reaches ``final_ratio`` times the peak at ``total_steps`` is the common
-    modern choice and suits a run whose length is fixed in advance.
-
-    Args:
-        optimizer: its learning rate is the peak.
-        warmup_steps: steps of linear warm-up (0 for none).
-        total_steps: the run's length, greater than ``warmup_steps``.
-        final_ratio: the learning rate at the end, as a fraction of the peak.
-
-    Returns:
-        A scheduler to step once per optimiser step.
-    """
-    warmup_steps = validation.check_non_negative_int("warmup_steps", warmup_steps)
-    total_steps = validation.check_positive_int("total_steps", total_steps)
-    if total_steps <= warmup_steps:
-        raise ValueError(f"total_steps={total_steps} must exceed warmup_steps={warmup_steps}")
-    if not 0.0 <= validation.check_float("final_ratio", final_ratio) <= 1.0:
-        raise ValueError(f"final_ratio must be in [0, 1], got {final_ratio}")
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
-        return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-# ----------------------------------------------------------------------------- decoding
+from attention_book import train, validation
 
 
 class _EvalMode:
@@ -268,7 +40,7 @@ def _check_decoding_args(
     src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int
 ) -> tuple[int, int, int, int]:
     """Check the arguments every decoder shares; return the ints as Python ints."""
-    _check_ids("src", src)
+    validation.check_ids("src", src)
     max_len = validation.check_positive_int("max_len", max_len)
     ids = {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id}
     bos_id, eos_id, pad_id = (validation.check_non_negative_int(k, v) for k, v in ids.items())
@@ -442,8 +214,8 @@ def sequence_log_prob(
     Returns:
         ``(B,)`` sums of log p(token | source, earlier tokens).
     """
-    _check_ids("src", src)
-    _check_ids("tokens", tokens)
+    validation.check_ids("src", src)
+    validation.check_ids("tokens", tokens)
     if src.shape[0] != tokens.shape[0]:
         raise ValueError(f"src {tuple(src.shape)} and tokens {tuple(tokens.shape)} differ in B")
     if src.shape[0] == 0:
@@ -488,8 +260,8 @@ def exact_match_ids(predicted: Tensor, references: Tensor, eos_id: int = 2) -> f
     Returns:
         A float in [0, 1].
     """
-    _check_ids("predicted", predicted)
-    _check_ids("references", references)
+    validation.check_ids("predicted", predicted)
+    validation.check_ids("references", references)
     if predicted.shape[0] != references.shape[0]:
         raise ValueError(
             f"predicted {tuple(predicted.shape)} and references {tuple(references.shape)} "
@@ -543,7 +315,7 @@ def translate(
     beam_width = validation.check_positive_int("beam_width", beam_width)
     out: list[str] = []
     for chunk in src.split(batch_size):
-        chunk = _trim_padding(chunk, pad_id)  # (B, S) -> (B, S'): fewer keys to attend to
+        chunk = train.trim_padding(chunk, pad_id)  # (B, S) -> (B, S'): fewer keys to attend to
         if beam_width == 1:
             ids = _greedy_decode(model, chunk, max_len, bos_id, eos_id, pad_id)
         else:

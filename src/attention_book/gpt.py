@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attention_book import attention, decoding, positional, validation
+from attention_book import positional, train, validation
 from attention_book.multihead import KVCacheLike
 from attention_book.transformer import EncoderLayer, _check_dropout, _check_width
 
@@ -75,8 +75,6 @@ class GPT(nn.Module):
         c = self.config = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         self.register_buffer("pe", positional.sinusoidal_encoding(c.max_len, c.d_model))
-        # Built once and sliced: rows are query positions, columns key positions.
-        self.register_buffer("causal", attention.causal_mask(c.max_len), persistent=False)
         self.embed_dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, "gelu", norm_first=True)
@@ -126,6 +124,13 @@ class GPT(nn.Module):
         Returns:
             ``(B, T, V)`` logits; position t depends only on the tokens up to t.
         """
+        logits, _ = self._run(ids, cache, need_weights=False)
+        return logits
+
+    def _run(
+        self, ids: Tensor, cache: KVCacheLike | None, need_weights: bool
+    ) -> tuple[Tensor, list[Tensor]]:
+        """:meth:`forward`, and with ``need_weights`` each layer's ``(B, H, T, S)`` weights."""
         if cache is not None and not hasattr(cache, "update"):
             raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
         offset = 0 if cache is None else cache.length  # the position of the first new token
@@ -133,30 +138,31 @@ class GPT(nn.Module):
         T = ids.shape[1]
         x = self.embed(ids) * self.scale + self.pe[offset : offset + T]  # (B, T) -> (B, T, D)
         x = self.embed_dropout(x)
-        mask = self.causal[offset : offset + T, : offset + T]  # (T, S): S = offset + T keys
+        # Query t (at position offset + t) may read keys 0 .. offset + t: built on demand.
+        mask = torch.ones(T, offset + T, dtype=torch.bool, device=ids.device).tril(offset)  # (T, S)
+        weights = []
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask, cache, i)  # (B, T, D)
-        return self.lm_head(self.norm(x))  # (B, T, D) -> (B, T, V)
+            if need_weights:
+                x, w = layer(x, mask, cache, i, need_weights=True)  # (B, T, D), (B, H, T, S)
+                weights.append(w)
+            else:
+                x = layer(x, mask, cache, i)  # (B, T, D)
+        return self.lm_head(self.norm(x)), weights  # (B, T, D) -> (B, T, V)
 
     @torch.no_grad()
-    def attention_weights(self, ids: Tensor) -> list[Tensor]:
+    def attention_weights(self, ids: Tensor, cache: KVCacheLike | None = None) -> list[Tensor]:
         """The self-attention weights of every layer, for plotting.
 
+        The whole forward runs, on the explicit attention path (every product visible).
+
         Args:
-            ids: ``(B, T)`` token ids.
+            ids: ``(B, T)`` token ids; cache: as in :meth:`forward`.
 
         Returns:
-            One ``(B, H, T, T)`` tensor per layer; row t says where position t reads.
+            One ``(B, H, T, S)`` tensor per layer (S = T without a cache); row t says where
+            position t reads.
         """
-        before = [layer.record_weights for layer in self.layers]
-        try:
-            for layer in self.layers:
-                layer.record_weights = True
-            self(ids)
-            return [layer.self_weights for layer in self.layers]
-        finally:
-            for layer, flag in zip(self.layers, before, strict=True):
-                layer.record_weights = flag
+        return self._run(ids, cache, need_weights=True)[1]
 
 
 def lm_loss(model: nn.Module, inputs: Tensor, labels: Tensor, pad_id: int = 0) -> Tensor:
@@ -172,7 +178,7 @@ def lm_loss(model: nn.Module, inputs: Tensor, labels: Tensor, pad_id: int = 0) -
     Returns:
         A scalar: the mean over the positions with a label.
     """
-    return decoding.sequence_loss(model(inputs), labels, pad_id)  # (B, T, V) vs (B, T)
+    return train.sequence_loss(model(inputs), labels, pad_id)  # (B, T, V) vs (B, T)
 
 
 def batch_loss_fn(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention_book import attention
+from attention_book import attention, validation
 
 
 class KVCacheLike(Protocol):
@@ -30,6 +30,18 @@ class KVCacheLike(Protocol):
 class MultiHeadAttention(nn.Module):
     """H scaled dot-product attentions in parallel, each of width d_k = d_model / num_heads.
 
+    Three projections, as in the paper: ``w_q``, ``w_k`` and ``w_v`` map the inputs to the
+    queries, keys and values of all heads at once, and ``w_o`` mixes the concatenated heads.
+
+    Masks (bool, True = may attend) come in two shapes, and no other:
+
+    * ``(T, S)``, exactly, shared by the whole batch and every head (a causal mask);
+    * four dimensions broadcastable to ``(B, H, T, S)``: a key padding mask is ``(B, 1, 1, S)``,
+      a per-example mask ``(B, 1, T, S)``.
+
+    A ``(B, S)`` padding mask is refused rather than guessed at: when B equals T it would be
+    read as ``(T, S)``, silently. Reshape it to ``(B, 1, 1, S)``.
+
     Args:
         d_model: D, the width of the inputs and of the output.
         num_heads: H; must divide ``d_model``.
@@ -39,30 +51,31 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
-        if d_model < 1 or num_heads < 1:
-            raise ValueError(f"d_model and num_heads must be positive, got {d_model}, {num_heads}")
+        d_model = validation.check_positive_int("d_model", d_model)
+        num_heads = validation.check_positive_int("num_heads", num_heads)
         if d_model % num_heads != 0:
             raise ValueError(
                 f"d_model={d_model} is not divisible by num_heads={num_heads}: "
                 f"each head needs d_k = d_model / num_heads to be a whole number"
             )
-        if not 0.0 <= dropout < 1.0:
+        if not 0.0 <= validation.check_float("dropout", dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
-        self.dropout = dropout
+        self.dropout = float(dropout)
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
 
     def _check(self, query: Tensor, key: Tensor, value: Tensor) -> None:
-        for name, x in (("query", query), ("key", key), ("value", value)):
+        named = (("query", query), ("key", key), ("value", value))
+        for name, x in named:
             if not isinstance(x, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
             if not x.is_floating_point():
                 raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
         shapes = f"query {tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}"
-        for name, x in (("query", query), ("key", key), ("value", value)):
+        for name, x in named:
             if x.dim() != 3 or x.shape[-1] != self.d_model:
                 raise ValueError(
                     f"{name} must be (B, len, d_model={self.d_model}) (batch-first); got {shapes}"
@@ -71,22 +84,39 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(
                 f"query, key and value need the same B, key and value the same S; {shapes}"
             )
+        dtype = self.w_o.weight.dtype
+        if not query.dtype == key.dtype == value.dtype == dtype:
+            raise TypeError(
+                f"query, key and value must have the module's dtype {dtype}; got query "
+                f"{query.dtype}, key {key.dtype}, value {value.dtype}"
+            )
+
+    def _check_mask(self, mask: object, B: int, T: int, S: int) -> None:
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+        if mask.dtype != torch.bool:
+            raise TypeError(
+                f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}"
+            )
+        scores = (B, self.num_heads, T, S)
+        if mask.dim() == 2 and tuple(mask.shape) == (T, S):
+            return
+        if mask.dim() == 4:
+            try:
+                if torch.broadcast_shapes(mask.shape, scores) == scores:
+                    return
+            except RuntimeError:
+                pass
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the scores (B, H, T, S) = "
+            f"{scores} as MultiHeadAttention takes it: a 2-D mask must be (T, S) = {(T, S)} "
+            f"exactly, a 4-D mask broadcastable to (B, H, T, S); a (B, S) padding mask is "
+            f"passed as (B, 1, 1, S)"
+        )
 
     def _split(self, x: Tensor) -> Tensor:
         B, L, _ = x.shape
         return x.view(B, L, self.num_heads, self.d_k).transpose(1, 2)  # (B, L, D) -> (B, H, L, d_k)
-
-    def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if query is key and key is value:
-            # Self-attention: one matrix product for all three projections (as torch does).
-            weight = torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])  # (3D, D)
-            bias = None
-            if self.w_q.bias is not None:
-                bias = torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])  # (3D,)
-            q, k, v = F.linear(query, weight, bias).chunk(3, dim=-1)  # (B, T, 3D) -> 3 x (B, T, D)
-        else:
-            q, k, v = self.w_q(query), self.w_k(key), self.w_v(value)  # (B, T|S, D)
-        return self._split(q), self._split(k), self._split(v)  # (B, H, T|S, d_k)
 
     def forward(
         self,
@@ -101,19 +131,21 @@ class MultiHeadAttention(nn.Module):
         """Attend from ``query`` to ``key``/``value``.
 
         Args:
-            query: ``(B, T, D)``.
+            query: ``(B, T, D)``, of the module's dtype. NaN or inf in the inputs raises the
+                same ValueError on both paths, never returns NaN.
             key: ``(B, S, D)``.
             value: ``(B, S, D)``.
-            mask: bool, broadcastable to ``(B, H, T, S)``; True means "may attend". A padding
-                mask over keys is ``(B, 1, 1, S)``; a causal mask is ``(T, T)``.
-            need_weights: return the ``(B, H, T, S)`` weights. With False the fused
-                ``torch.nn.functional.scaled_dot_product_attention`` is used, which is faster and
-                gives the same output when no dropout is applied (eval mode, or ``dropout=0``);
-                in training mode with dropout the two paths draw different random masks.
+            mask: bool, True means "may attend": ``(T, S)`` exactly, or four dimensions
+                broadcastable to ``(B, H, T, S)``, such as a ``(B, 1, 1, S)`` padding mask.
+            need_weights: return the ``(B, H, T, S)`` weights, computed explicitly. With False
+                and no dropout to apply (eval mode, or ``dropout=0``) the fused
+                ``torch.nn.functional.scaled_dot_product_attention`` computes the same output
+                faster; with dropout both settings take the explicit path, so that one seed
+                gives one result.
             cache: for self-attention during generation: ``cache.update(layer, k, v)`` receives
                 this call's ``(B, H, T, d_k)`` keys and values and returns those of all
                 ``S = S_cached + T`` positions, which the queries then attend to; ``mask`` must
-                then be broadcastable to ``(B, H, T, S)``.
+                then fit ``(B, H, T, S)``.
             layer: this attention's index in the cache.
 
         Returns:
@@ -121,31 +153,25 @@ class MultiHeadAttention(nn.Module):
         """
         self._check(query, key, value)
         B, T, _ = query.shape
-        q, k, v = self._project(query, key, value)  # (B, H, T, d_k), (B, H, S, d_k) x 2
+        q = self._split(self.w_q(query))  # (B, T, D) -> (B, H, T, d_k)
+        k = self._split(self.w_k(key))  # (B, S, D) -> (B, H, S, d_k)
+        v = self._split(self.w_v(value))  # (B, S, D) -> (B, H, S, d_k)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, S, d_k) -> (B, H, S_cached + S, d_k)
-        attention.check_attention_inputs(q, k, v, mask)
+        if mask is not None:
+            self._check_mask(mask, B, T, k.shape[-2])
         p = self.dropout if self.training else 0.0
-        if need_weights:
-            heads, weights = attention.scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, d_k)
-            if p > 0.0:
-                weights = F.dropout(weights, p)  # (B, H, T, S)
-                heads = weights @ v  # (B, H, T, S) @ (B, H, S, d_k) -> (B, H, T, d_k)
+        if need_weights or p > 0.0:
+            heads, weights = attention.attend(q, k, v, mask, dropout=p)  # (B, H, T, d_k)
         else:
-            weights = None
-            empty = None
-            if mask is not None:
-                # For a query that may attend to nothing, what a fused kernel returns depends on
-                # the PyTorch version and backend (NaN on some, zeros on others). Let such rows
-                # attend everywhere, then zero them, so that the result matches the explicit path
-                # whatever the kernel does.
-                empty = ~mask.any(dim=-1, keepdim=True)  # (..., T, 1)
-                mask = mask | empty
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-            if empty is not None and empty.any():
-                heads = heads.masked_fill(empty, 0.0)  # (B, H, T, d_k)
+            heads, weights = _fused_attention(q, k, v, mask), None  # (B, H, T, d_k)
+            # NaN or inf in k or v makes the output non-finite; a NaN query row can come out
+            # finite (and wrong) without a mask. Either way the explicit path decides: it
+            # raises its clear error, or gives its answer (a NaN key may be masked out).
+            if not (torch.isfinite(heads).all() and torch.isfinite(q).all()):
+                heads, _ = attention.attend(q, k, v, mask)  # (B, H, T, d_k)
         concat = heads.transpose(1, 2).reshape(B, T, self.d_model)  # (B, H, T, d_k) -> (B, T, D)
-        return self.w_o(concat), weights  # (B, T, D)
+        return self.w_o(concat), (weights if need_weights else None)  # (B, T, D)
 
     @classmethod
     def from_torch(cls, m: nn.MultiheadAttention) -> MultiHeadAttention:
@@ -184,3 +210,16 @@ class MultiHeadAttention(nn.Module):
             if bias:
                 new.w_o.bias.copy_(m.out_proj.bias)
         return new.train(m.training)  # an eval() module with dropout must not become one that drops
+
+
+def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """PyTorch's fused kernel, with a query that may attend to nothing given zeros.
+
+    For such a query what the kernel returns depends on the PyTorch version and backend (NaN on
+    some, zeros on others): let it attend everywhere, then zero it, as the explicit path does.
+    """
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v)  # (B, H, T, d_k)
+    empty = ~mask.any(dim=-1, keepdim=True)  # (..., T, 1)
+    heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | empty)  # (B, H, T, d_k)
+    return heads.masked_fill(empty, 0.0) if empty.any() else heads

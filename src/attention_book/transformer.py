@@ -19,6 +19,7 @@ Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -55,31 +56,44 @@ def _check_dropout(p: object) -> None:
         raise ValueError(f"dropout must be a float in [0, 1), got {p!r}")
 
 
-def _torch_activation(layer: nn.Module) -> str:
-    """Name a PyTorch Transformer layer's activation; raise unless it is ReLU or exact GELU."""
-    act = layer.activation
-    if act is F.relu or isinstance(act, nn.ReLU):
-        return "relu"
-    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
-        return "gelu"
-    raise ValueError(f"from_torch supports ReLU and exact GELU activations, got {act!r}")
+def _check_states(name: str, x: object, d_model: int, dtype: torch.dtype, dims: str) -> None:
+    """Raise unless ``x`` is a float tensor whose shape reads as ``dims`` ending in d_model."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    rank_ok = x.dim() == 3 if dims.startswith("(B,") else x.dim() >= 1
+    if not rank_ok or x.shape[-1] != d_model:
+        raise ValueError(f"{name} must be {dims}, D = d_model = {d_model}; got {tuple(x.shape)}")
+    if x.dtype != dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but the module's parameters are {dtype}")
 
 
-def _check_torch_layer(layer: nn.Module, expected: type) -> None:
-    if not isinstance(layer, expected):
-        raise TypeError(f"expected torch.nn.{expected.__name__}, got {type(layer).__name__}")
-    if layer.linear1.bias is None or layer.norm1.bias is None:
-        raise ValueError("from_torch needs a layer built with bias=True")
+def residual(
+    x: Tensor,
+    sublayer: Callable[[Tensor], tuple[Tensor, Tensor | None]],
+    norm: nn.LayerNorm,
+    dropout: nn.Dropout,
+    norm_first: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """One sub-layer inside its residual connection, in either wiring.
 
+    post-LN (the paper): ``norm(x + dropout(sublayer(x)))``;
+    pre-LN: ``x + dropout(sublayer(norm(x)))``.
 
-def _copy_linear(dst: nn.Linear, src: nn.Linear) -> None:
-    dst.weight.copy_(src.weight)
-    dst.bias.copy_(src.bias)
+    Args:
+        x: ``(B, T, D)``.
+        sublayer: maps ``(B, T, D)`` to ``((B, T, D), extra)``; extra (attention weights, or
+            None) is handed back untouched.
+        norm, dropout: the block's LayerNorm and residual dropout.
+        norm_first: the wiring.
 
-
-def _copy_norm(dst: nn.LayerNorm, src: nn.LayerNorm) -> None:
-    dst.weight.copy_(src.weight)
-    dst.bias.copy_(src.bias)
+    Returns:
+        ``(x, extra)``: the new residual stream ``(B, T, D)`` and the sub-layer's extra.
+    """
+    out, extra = sublayer(norm(x) if norm_first else x)  # (B, T, D)
+    x = x + dropout(out)  # (B, T, D)
+    return (x if norm_first else norm(x)), extra
 
 
 class FeedForward(nn.Module):
@@ -100,7 +114,7 @@ class FeedForward(nn.Module):
         self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"
     ) -> None:
         super().__init__()
-        validation.check_positive_int("d_model", d_model)
+        self.d_model = validation.check_positive_int("d_model", d_model)
         validation.check_positive_int("d_ff", d_ff)
         _check_dropout(dropout)
         _check_activation(activation)
@@ -114,11 +128,15 @@ class FeedForward(nn.Module):
         """Apply the network to every position of ``x``.
 
         Args:
-            x: ``(..., D)``.
+            x: ``(..., D)``, of the parameters' dtype.
 
         Returns:
             ``(..., D)``.
         """
+        _check_states("x", x, self.d_model, self.w_1.weight.dtype, "(..., D)")
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         hidden = self._act(self.w_1(x))  # (..., D) -> (..., d_ff)
         return self.w_2(self.dropout(hidden))  # (..., d_ff) -> (..., D)
 
@@ -127,7 +145,7 @@ class EncoderLayer(nn.Module):
     """Self-attention and a feed-forward network, each in a residual block with LayerNorm.
 
     One layer of the paper's encoder (section 3.1): ``LN(x + dropout(SelfAttn(x)))``, then
-    ``LN(z + dropout(FFN(z)))`` in the default post-LN wiring.
+    ``LN(z + dropout(FFN(z)))`` in the default post-LN wiring (see :func:`residual`).
 
     Args:
         d_model: D.
@@ -138,13 +156,6 @@ class EncoderLayer(nn.Module):
             the attention weights and the feed-forward hidden layer.
         activation: ``"relu"`` or ``"gelu"``.
         norm_first: a bool; False for post-LN (the paper), True for pre-LN.
-
-    Attributes:
-        record_weights: when True, ``forward`` takes the explicit attention path and stores the
-            detached ``(B, H, T, T)`` weights in ``self_weights``; when False (the default) it
-            uses the fused kernel, which is faster. In training mode with ``dropout > 0`` the
-            stored weights are those after dropout (rows no longer sum to 1); call ``eval()``
-            to record the softmax weights themselves.
 
     Raises:
         TypeError: if ``norm_first`` is not a bool.
@@ -169,17 +180,6 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
-        self.record_weights = False
-        self.self_weights: Tensor | None = None
-
-    def _sa(
-        self, x: Tensor, mask: Tensor | None, cache: KVCacheLike | None = None, layer: int = 0
-    ) -> Tensor:
-        need = self.record_weights
-        out, w = self.self_attn(x, x, x, mask, need_weights=need, cache=cache, layer=layer)
-        if self.record_weights:
-            self.self_weights = w.detach()  # (B, H, T, S): S = T without a cache
-        return self.dropout1(out)  # (B, T, D)
 
     def forward(
         self,
@@ -187,26 +187,37 @@ class EncoderLayer(nn.Module):
         mask: Tensor | None = None,
         cache: KVCacheLike | None = None,
         layer: int = 0,
-    ) -> Tensor:
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Encode ``x``.
 
         Args:
             x: ``(B, T, D)``.
-            mask: bool, broadcastable to ``(B, H, T, T)``, True = may attend; for source
-                padding use ``(B, 1, 1, T)``. With a cache, broadcastable to ``(B, H, T, S)``.
+            mask: as in :class:`MultiHeadAttention`: ``(T, S)``, or four dimensions
+                broadcastable to ``(B, H, T, S)`` (source padding: ``(B, 1, 1, S)``);
+                True = may attend. S = T without a cache.
             cache: a key-value cache (see :class:`MultiHeadAttention`), used as a decoder-only
                 model generates: ``x`` then holds only the new positions, and self-attention
                 also reads the S - T cached ones.
             layer: this layer's index in the cache.
+            need_weights: also return the attention weights, computed explicitly (the default
+                uses the fused kernel, which is faster).
 
         Returns:
-            ``(B, T, D)``.
+            ``(B, T, D)``; with ``need_weights``, ``(output, weights)`` with weights
+            ``(B, H, T, S)`` (after dropout in training mode: call ``eval()`` for the softmax).
         """
-        if self.norm_first:
-            x = x + self._sa(self.norm1(x), mask, cache, layer)
-            return x + self.dropout2(self.ff(self.norm2(x)))
-        x = self.norm1(x + self._sa(x, mask, cache, layer))
-        return self.norm2(x + self.dropout2(self.ff(x)))
+        _check_states("x", x, self.ff.d_model, self.norm1.weight.dtype, "(B, T, D)")
+
+        def self_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:
+            return self.self_attn(h, h, h, mask, need_weights, cache, layer)
+
+        def feed_forward(h: Tensor) -> tuple[Tensor, None]:
+            return self.ff._forward(h), None
+
+        x, weights = residual(x, self_attention, self.norm1, self.dropout1, self.norm_first)
+        x, _ = residual(x, feed_forward, self.norm2, self.dropout2, self.norm_first)
+        return (x, weights) if need_weights else x
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderLayer:
@@ -225,51 +236,19 @@ class EncoderLayer(nn.Module):
             takes ``src_key_padding_mask``.
         """
         _check_torch_layer(layer, nn.TransformerEncoderLayer)
-        d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
-        new = cls(
-            d_model,
-            layer.self_attn.num_heads,
-            d_ff,
-            dropout=layer.dropout.p,
-            activation=_torch_activation(layer),
-            norm_first=layer.norm_first,
-        )
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        new = new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
-        with torch.no_grad():
-            _copy_linear(new.ff.w_1, layer.linear1)
-            _copy_linear(new.ff.w_2, layer.linear2)
-            for ours, theirs in ((new.norm1, layer.norm1), (new.norm2, layer.norm2)):
-                _copy_norm(ours, theirs)
-                ours.eps = theirs.eps
-        return new.train(layer.training)
+        return _layer_from_torch(cls, layer, {"self_attn": layer.self_attn})
 
 
 class DecoderLayer(nn.Module):
     """Causal self-attention, cross-attention to the encoder output, and a feed-forward network.
 
     One layer of the paper's decoder (section 3.1), three sub-layers each inside a residual
-    block with LayerNorm; the causal mask (passed as ``tgt_mask``) keeps position t from
-    attending to later positions.
+    block with LayerNorm (see :func:`residual`); the causal mask (passed as ``tgt_mask``) keeps
+    position t from attending to later positions.
 
     Args:
-        d_model: D.
-        num_heads: H; must divide ``d_model``.
-        d_ff: hidden width of the feed-forward network.
-        dropout: one probability, used as in :class:`EncoderLayer`: on each sub-layer's output
-            before the residual add (the paper, section 5.4), and, as in PyTorch but not in the
-            paper, on both attention weight matrices and the feed-forward hidden layer.
-        activation: ``"relu"`` or ``"gelu"``.
-        norm_first: a bool; False for post-LN (the paper), True for pre-LN.
-
-    Attributes:
-        record_weights: when True, ``forward`` takes the explicit attention path and stores the
-            detached weights in ``self_weights`` ``(B, H, T, T)`` and ``cross_weights``
-            ``(B, H, T, S)``; when False (the default) it uses the fused kernel. In training
-            mode with ``dropout > 0`` the stored weights are those after dropout.
-
-    Raises:
-        TypeError: if ``norm_first`` is not a bool.
+        d_model, num_heads, d_ff, activation, norm_first: as in :class:`EncoderLayer`.
+        dropout: as in :class:`EncoderLayer`, here on both attention weight matrices too.
     """
 
     def __init__(
@@ -294,22 +273,6 @@ class DecoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
-        self.record_weights = False
-        self.self_weights: Tensor | None = None
-        self.cross_weights: Tensor | None = None
-
-    def _sa(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        out, w = self.self_attn(x, x, x, mask, need_weights=self.record_weights)  # (B, T, D)
-        if self.record_weights:
-            self.self_weights = w.detach()  # (B, H, T, T)
-        return self.dropout1(out)
-
-    def _ca(self, x: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
-        # Queries from the decoder, keys and values from the encoder: weights are (T, S).
-        out, w = self.cross_attn(x, memory, memory, mask, need_weights=self.record_weights)
-        if self.record_weights:
-            self.cross_weights = w.detach()  # (B, H, T, S)
-        return self.dropout2(out)  # (B, T, D)
 
     def forward(
         self,
@@ -317,27 +280,41 @@ class DecoderLayer(nn.Module):
         memory: Tensor,
         tgt_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
-    ) -> Tensor:
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """Decode ``x`` while reading ``memory``.
 
         Args:
             x: the target-side states, ``(B, T, D)``.
             memory: the encoder's output, ``(B, S, D)``.
-            tgt_mask: bool, broadcastable to ``(B, H, T, T)``, True = may attend; usually a
-                causal ``(T, T)`` mask, possibly combined with target padding.
-            memory_mask: bool, broadcastable to ``(B, H, T, S)``; usually the source padding
-                mask ``(B, 1, 1, S)``.
+            tgt_mask: bool, True = may attend: a causal ``(T, T)`` mask, or four dimensions
+                broadcastable to ``(B, H, T, T)`` (causal combined with target padding).
+            memory_mask: bool, ``(T, S)`` or four dimensions broadcastable to
+                ``(B, H, T, S)``; usually the source padding mask ``(B, 1, 1, S)``.
+            need_weights: also return both attention weights, computed explicitly.
 
         Returns:
-            ``(B, T, D)``.
+            ``(B, T, D)``; with ``need_weights``, ``(output, self_weights, cross_weights)``
+            with self_weights ``(B, H, T, T)`` and cross_weights ``(B, H, T, S)``.
         """
-        if self.norm_first:
-            x = x + self._sa(self.norm1(x), tgt_mask)
-            x = x + self._ca(self.norm2(x), memory, memory_mask)
-            return x + self.dropout3(self.ff(self.norm3(x)))
-        x = self.norm1(x + self._sa(x, tgt_mask))
-        x = self.norm2(x + self._ca(x, memory, memory_mask))
-        return self.norm3(x + self.dropout3(self.ff(x)))
+        D, dtype = self.ff.d_model, self.norm1.weight.dtype
+        _check_states("x", x, D, dtype, "(B, T, D)")
+        _check_states("memory", memory, D, dtype, "(B, S, D)")
+
+        def self_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:
+            return self.self_attn(h, h, h, tgt_mask, need_weights)
+
+        def cross_attention(h: Tensor) -> tuple[Tensor, Tensor | None]:
+            # Queries from the decoder, keys and values from the encoder: weights are (T, S).
+            return self.cross_attn(h, memory, memory, memory_mask, need_weights)
+
+        def feed_forward(h: Tensor) -> tuple[Tensor, None]:
+            return self.ff._forward(h), None
+
+        x, self_w = residual(x, self_attention, self.norm1, self.dropout1, self.norm_first)
+        x, cross_w = residual(x, cross_attention, self.norm2, self.dropout2, self.norm_first)
+        x, _ = residual(x, feed_forward, self.norm3, self.dropout3, self.norm_first)
+        return (x, self_w, cross_w) if need_weights else x
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerDecoderLayer) -> DecoderLayer:
@@ -355,38 +332,61 @@ class DecoderLayer(nn.Module):
             A ``DecoderLayer`` whose forward equals ``layer``'s, in the same training mode.
         """
         _check_torch_layer(layer, nn.TransformerDecoderLayer)
-        d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
-        new = cls(
-            d_model,
-            layer.self_attn.num_heads,
-            d_ff,
-            dropout=layer.dropout.p,
-            activation=_torch_activation(layer),
-            norm_first=layer.norm_first,
-        )
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
-        new = new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
-        with torch.no_grad():
-            _copy_linear(new.ff.w_1, layer.linear1)
-            _copy_linear(new.ff.w_2, layer.linear2)
-            pairs = ((new.norm1, layer.norm1), (new.norm2, layer.norm2), (new.norm3, layer.norm3))
-            for ours, theirs in pairs:
-                _copy_norm(ours, theirs)
+        attns = {"self_attn": layer.self_attn, "cross_attn": layer.multihead_attn}
+        return _layer_from_torch(cls, layer, attns)
+
+
+def _torch_activation(layer: nn.Module) -> str:
+    """Name a PyTorch Transformer layer's activation; raise unless it is ReLU or exact GELU."""
+    act = layer.activation
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return "relu"
+    if act is F.gelu or (isinstance(act, nn.GELU) and act.approximate == "none"):
+        return "gelu"
+    raise ValueError(f"from_torch supports ReLU and exact GELU activations, got {act!r}")
+
+
+def _check_torch_layer(layer: nn.Module, expected: type) -> None:
+    if not isinstance(layer, expected):
+        raise TypeError(f"expected torch.nn.{expected.__name__}, got {type(layer).__name__}")
+    if layer.linear1.bias is None or layer.norm1.bias is None:
+        raise ValueError("from_torch needs a layer built with bias=True")
+
+
+def _layer_from_torch(cls: type, layer: nn.Module, attns: dict[str, nn.Module]) -> nn.Module:
+    """The copy of a checked PyTorch encoder or decoder layer: attentions, FFN, norms, mode."""
+    d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
+    new = cls(
+        d_model,
+        layer.self_attn.num_heads,
+        d_ff,
+        dropout=layer.dropout.p,
+        activation=_torch_activation(layer),
+        norm_first=layer.norm_first,
+    )
+    for name, theirs in attns.items():
+        setattr(new, name, MultiHeadAttention.from_torch(theirs))
+    new = new.to(device=layer.linear1.weight.device, dtype=layer.linear1.weight.dtype)
+    norms = [name for name in ("norm1", "norm2", "norm3") if hasattr(layer, name)]
+    pairs = [(new.ff.w_1, layer.linear1), (new.ff.w_2, layer.linear2)]
+    pairs += [(getattr(new, name), getattr(layer, name)) for name in norms]
+    with torch.no_grad():
+        for ours, theirs in pairs:
+            ours.weight.copy_(theirs.weight)
+            ours.bias.copy_(theirs.bias)
+            if isinstance(ours, nn.LayerNorm):
                 ours.eps = theirs.eps
-        return new.train(layer.training)
+    return new.train(layer.training)
 
 
-class Encoder(nn.Module):
-    """A stack of ``num_layers`` :class:`EncoderLayer` (N = 6 in the paper).
+class _Stack(nn.Module):
+    """``num_layers`` copies of ``layer_class`` (N = 6 in the paper).
 
     With ``norm_first=True`` a final LayerNorm follows the stack: in pre-LN the residual stream
     is never normalised inside the layers, so it is normalised once at the end.
-
-    Args:
-        num_layers: N.
-        d_model, num_heads, d_ff, dropout, activation, norm_first: as in :class:`EncoderLayer`.
     """
+
+    layer_class: type[nn.Module]
 
     def __init__(
         self,
@@ -401,8 +401,19 @@ class Encoder(nn.Module):
         super().__init__()
         validation.check_positive_int("num_layers", num_layers)
         args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
-        self.layers = nn.ModuleList(EncoderLayer(*args) for _ in range(num_layers))
+        self.layers = nn.ModuleList(self.layer_class(*args) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model) if norm_first else None
+
+
+class Encoder(_Stack):
+    """A stack of ``num_layers`` :class:`EncoderLayer`, then a LayerNorm in pre-LN.
+
+    Args:
+        num_layers: N.
+        d_model, num_heads, d_ff, dropout, activation, norm_first: as in :class:`EncoderLayer`.
+    """
+
+    layer_class = EncoderLayer
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Run ``x`` ``(B, T, D)`` through every layer with the same ``mask``; return ``(B, T, D)``.
@@ -414,7 +425,7 @@ class Encoder(nn.Module):
         return x if self.norm is None else self.norm(x)
 
 
-class Decoder(nn.Module):
+class Decoder(_Stack):
     """A stack of ``num_layers`` :class:`DecoderLayer`, each reading the same encoder memory.
 
     Args:
@@ -422,21 +433,7 @@ class Decoder(nn.Module):
         d_model, num_heads, d_ff, dropout, activation, norm_first: as in :class:`DecoderLayer`.
     """
 
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        dropout: float = 0.0,
-        activation: str = "relu",
-        norm_first: bool = False,
-    ) -> None:
-        super().__init__()
-        validation.check_positive_int("num_layers", num_layers)
-        args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
-        self.layers = nn.ModuleList(DecoderLayer(*args) for _ in range(num_layers))
-        self.norm = nn.LayerNorm(d_model) if norm_first else None
+    layer_class = DecoderLayer
 
     def forward(
         self,
@@ -490,8 +487,7 @@ class TransformerConfig:
         _check_width(self.d_model, self.num_heads)
         _check_dropout(self.dropout)
         _check_activation(self.activation)
-        if not isinstance(self.norm_first, bool):
-            raise ValueError(f"norm_first must be a bool, got {self.norm_first!r}")
+        _check_norm_first(self.norm_first)
         smallest = min(self.src_vocab_size, self.tgt_vocab_size)
         if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int):
             raise ValueError(f"pad_id must be an int, got {self.pad_id!r}")
@@ -522,8 +518,6 @@ class Transformer(nn.Module):
         self.src_embed = nn.Embedding(c.src_vocab_size, c.d_model, padding_idx=c.pad_id)
         self.tgt_embed = nn.Embedding(c.tgt_vocab_size, c.d_model, padding_idx=c.pad_id)
         self.register_buffer("pe", positional.sinusoidal_encoding(c.max_len, c.d_model))
-        # Built once and sliced: a (T, T) causal mask for every T up to max_len.
-        self.register_buffer("causal", attention.causal_mask(c.max_len), persistent=False)
         self.embed_dropout = nn.Dropout(c.dropout)
         layer_args = (c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, c.norm_first)
         self.encoder = Encoder(c.num_encoder_layers, *layer_args)
@@ -552,6 +546,8 @@ class Transformer(nn.Module):
                 f"{name} has length {ids.shape[1]} > max_len={self.config.max_len} "
                 f"(shape {tuple(ids.shape)})"
             )
+        if ids.numel() == 0:  # B = 0: an empty batch, nothing to look up
+            return
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocab_size:
             raise ValueError(
@@ -584,14 +580,19 @@ class Transformer(nn.Module):
             tgt: ``(B, T)`` decoder input ids.
 
         Returns:
-            bool ``(T, T)`` when ``tgt`` holds no padding, else ``(B, 1, T, T)``; True = may
-            attend.
+            bool ``(B, 1, T, T)``, True = may attend: key j is allowed to query t when
+            ``j <= t`` and ``tgt[:, j]`` is not padding.
+
+        Raises:
+            ValueError: if ``tgt`` is not ``(B, T)`` ids with ``1 <= T <= max_len``.
         """
-        T = tgt.shape[1]
-        causal = self.causal[:T, :T]  # (T, T)
+        self._check_ids("tgt", tgt, self.config.tgt_vocab_size)
+        return self._target_mask(tgt)
+
+    def _target_mask(self, tgt: Tensor) -> Tensor:
+        # Built on demand: a (T, T) mask for the T at hand, never one of (max_len, max_len).
+        causal = attention.causal_mask(tgt.shape[1], device=tgt.device)  # (T, T)
         not_pad = tgt != self.config.pad_id  # (B, T)
-        if bool(not_pad.all()):
-            return causal
         return causal & not_pad[:, None, None, :]  # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
 
     def decode(self, tgt: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
@@ -624,7 +625,7 @@ class Transformer(nn.Module):
                 f"{tuple(memory.shape)}, got {got}"
             )
         x = self._embed(tgt, self.tgt_embed)  # (B, T) -> (B, T, D)
-        x = self.decoder(x, memory, self.target_mask(tgt), src_mask)  # (B, T, D)
+        x = self.decoder(x, memory, self._target_mask(tgt), src_mask)  # (B, T, D)
         return self.generator(x)  # (B, T, D) -> (B, T, V)
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
@@ -652,16 +653,14 @@ class Transformer(nn.Module):
             One ``(B, H, T, S)`` tensor per decoder layer; row t says where position t reads
             in the source.
         """
-        layers = list(self.decoder.layers)
-        before = [layer.record_weights for layer in layers]
-        try:
-            for layer in layers:
-                layer.record_weights = True
-            self(src, tgt)
-            return [layer.cross_weights for layer in layers]
-        finally:
-            for layer, flag in zip(layers, before, strict=True):
-                layer.record_weights = flag
+        memory, src_mask = self.encode(src)  # (B, S, D), (B, 1, 1, S)
+        self._check_ids("tgt", tgt, self.config.tgt_vocab_size)
+        x, tgt_mask = self._embed(tgt, self.tgt_embed), self._target_mask(tgt)  # (B, T, D)
+        weights = []
+        for layer in self.decoder.layers:
+            x, _, cross = layer(x, memory, tgt_mask, src_mask, need_weights=True)  # (B, T, D)
+            weights.append(cross)  # (B, H, T, S)
+        return weights
 
 
 def count_parameters(module: nn.Module) -> int:

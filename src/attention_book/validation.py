@@ -65,3 +65,19 @@ def check_float(name: str, x: object) -> float:
     if math.isnan(x):
         raise ValueError(f"{name} must be a number, got NaN")
     return float(x)
+
+
+def check_ids(name: str, ids: object, dims: int = 2) -> torch.Tensor:
+    """Return ``ids``; raise unless it is a LongTensor of ``dims`` dimensions, the last not empty.
+
+    Args:
+        name: the argument's name, used in the message.
+        ids: the token ids to check.
+        dims: how many dimensions ``(B, length)`` has (2 by default).
+    """
+    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long:
+        got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise TypeError(f"{name} must be a LongTensor of token ids, got {got}")
+    if ids.dim() != dims or ids.shape[-1] == 0:
+        raise ValueError(f"{name} must have {dims} dimensions (B, length), got {tuple(ids.shape)}")
+    return ids
