@@ -11,7 +11,8 @@ network. Every sub-layer sits inside a residual connection with layer normalisat
 Dropout: the paper (section 5.4) drops each sub-layer's output before the residual add and the
 sums of embeddings and positional encodings. Like PyTorch's ``nn.Transformer*`` layers, this
 package also drops the attention weights and the feed-forward hidden activation, with the same
-probability; that extra dropout is PyTorch's choice, not the paper's.
+probability. The paper's text does not mention these two, but the authors' tensor2tensor code
+and the Annotated Transformer apply them too.
 
 Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
 """
@@ -105,8 +106,8 @@ class FeedForward(nn.Module):
     Args:
         d_model: D, the width of inputs and outputs.
         d_ff: the hidden width (2048 = 4 x 512 in the paper).
-        dropout: dropout on the hidden activations (training only), as in PyTorch; the paper
-            has no dropout inside the network.
+        dropout: dropout on the hidden activations (training only), as in PyTorch and the
+            authors' tensor2tensor code; the paper's text does not mention it.
         activation: ``"relu"`` (the paper) or ``"gelu"``.
     """
 
@@ -152,8 +153,8 @@ class EncoderLayer(nn.Module):
         num_heads: H; must divide ``d_model``.
         d_ff: hidden width of the feed-forward network.
         dropout: one probability for each sub-layer's output before the residual add (the
-            paper's residual dropout, section 5.4) and, as in PyTorch but not in the paper, for
-            the attention weights and the feed-forward hidden layer.
+            paper's residual dropout, section 5.4) and, as in PyTorch and the authors' code but
+            not in the paper's text, for the attention weights and the feed-forward hidden layer.
         activation: ``"relu"`` or ``"gelu"``.
         norm_first: a bool; False for post-LN (the paper), True for pre-LN.
 
