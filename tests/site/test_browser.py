@@ -224,7 +224,7 @@ def code_overflow_problems(driver) -> list[str]:
 
 
 def solution_toggle_problems(driver) -> list[str]:
-    """Click the first solution's toggle: its code must appear, and the toggle names it."""
+    """Click the last solution's toggle: its code must appear, and the toggle names it."""
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.wait import WebDriverWait
@@ -232,7 +232,8 @@ def solution_toggle_problems(driver) -> list[str]:
     toggles = driver.find_elements(By.CSS_SELECTOR, ".tag_hide-cell details.hide > summary")
     if not toggles:
         return ["no solution toggle on a chapter page"]
-    summary = toggles[0]
+    # Asides may hide their code too; the solutions follow them, after the exercises.
+    summary = toggles[-1]
     details = summary.find_element(By.XPATH, "..")
     code = details.find_element(By.CSS_SELECTOR, ".cell_input")
     problems = []
