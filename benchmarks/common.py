@@ -71,10 +71,15 @@ def parser(doc: str | None, several_threads: bool = False) -> argparse.ArgumentP
 
 @contextmanager
 def cpu_load(processes: int) -> Iterator[list[subprocess.Popen]]:
-    """Run ``processes`` busy loops (one core each) for the duration of the block."""
+    """Run ``processes`` busy loops (one core each) for the duration of the block.
+
+    Each loop also ends by itself when this process dies (its parent changes), so a benchmark
+    that is killed does not leave a busy process behind.
+    """
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
         raise ValueError(f"processes must be a non-negative int, got {processes!r}")
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    busy = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
     try:
         yield busy
     finally:

@@ -1,6 +1,7 @@
 """Tests for benchmarks/common.py and the command line that every benchmark shares."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -102,3 +103,25 @@ def test_every_benchmark_takes_threads_and_load(path, monkeypatch):
     assert default.threads == ([1] if several else 1)
     assert chosen.threads == ([2] if several else 2)
     assert (default.load, chosen.load) == (0, 1)
+
+
+def test_a_busy_process_ends_when_its_parent_dies():
+    import subprocess
+    import time
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import common, os\n"
+        "with common.cpu_load(1) as busy:\n"
+        "    print(busy[0].pid, flush=True)\n"
+        "    os._exit(0)  # dies without leaving the block, as when killed\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    pid = int(out.stdout.split()[0])
+    for _ in range(100):  # the orphan notices its new parent within moments
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    raise AssertionError(f"busy process {pid} outlived its parent")
