@@ -341,3 +341,8 @@ def test_ddp_training_equals_one_process(world_size):
     torch.manual_seed(0)  # the initial parameters of train_gpt(seed=0)
     moved = {n: (one[n] - p).abs().max() for n, p in gpt.GPT(config).named_parameters()}
     assert max(moved.values()) > 1e-3  # the parameters did move: the test is not vacuous
+
+
+def test_collectives_worker_needs_two_ranks():
+    with pytest.raises(distributed.RankError, match="send/recv needs two ranks"):
+        distributed.launch(distributed.collectives_worker, 1)

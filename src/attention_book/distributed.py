@@ -137,9 +137,16 @@ def _run_rank(
             dist.destroy_process_group()
 
 
-#: Modules the fork server imports once for all ranks. torch.broadcast_shapes (used by the input
-#: checks) imports sympy on its first call, seconds that every rank would otherwise pay.
-_PRELOAD = ["torch", "torch.distributed", "torch.fx.experimental.symbolic_shapes", __name__]
+#: Modules the fork server imports once for all ranks, seconds that every rank would otherwise
+#: pay: torch.broadcast_shapes (used by the input checks) imports sympy on its first call, and
+#: DistributedDataParallel imports torch._dynamo when it is built.
+_PRELOAD = [
+    "torch",
+    "torch.distributed",
+    "torch.fx.experimental.symbolic_shapes",
+    "torch._dynamo",
+    __name__,
+]
 
 
 def _context() -> mp.context.BaseContext:
@@ -556,11 +563,13 @@ def ring_attention(
 
 
 def collectives_worker(rank: int, world_size: int) -> dict[str, list]:
-    """Show three collectives on small tensors; return what this rank ends up holding.
+    """Three collectives on small tensors; returns what this rank holds after each.
 
-    all-reduce sums a tensor over the ranks, all-gather gives every rank every rank's tensor,
-    and send/recv moves one tensor from rank 0 to rank 1.
+    all-reduce sums a tensor over the ranks, all-gather gives every rank
+    every rank's tensor, and send/recv moves one tensor from rank 0 to rank 1.
     """
+    if world_size < 2:
+        raise ValueError(f"send/recv needs two ranks, got world_size={world_size}")
     x = torch.tensor([1.0, 2.0]) * (rank + 1)  # rank r holds (r + 1) * [1, 2]
     summed = x.clone()
     dist.all_reduce(summed)  # in place: the sum over ranks
@@ -669,8 +678,8 @@ def ring_worker(
         ``memory`` the peak tensor memory of its ring_attention call (else None).
     """
     q, k, v = (t.chunk(world_size, dim=-2)[rank].contiguous() for t in (q, k, v))  # (B, H, T/W, d)
-    run = lambda: ring_attention(q, k, v, causal=causal)
-    peak = measure.peak_memory(run) if memory else None
+    outputs = []
+    run = lambda: outputs.append(ring_attention(q, k, v, causal=causal))
     with counting_sends() as sent:
-        out = run()
-    return out, sum(sent), peak
+        peak = measure.peak_memory(run) if memory else run()
+    return outputs[0], sum(sent), peak
