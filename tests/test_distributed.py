@@ -4,6 +4,7 @@ The per-rank functions below are top-level functions of this module, so that the
 launch starts can import them by name.
 """
 
+import multiprocessing
 import os
 import re
 import time
@@ -80,8 +81,11 @@ def ring_in_subgroup(rank, world_size, q, k, v):
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_no_process_left():
     torch.manual_seed(0)
+    yield
+    # launch joins every rank it started, whether fn returned, raised or hung.
+    assert multiprocessing.active_children() == []
 
 
 def wait_gone(pids, seconds=10.0):
@@ -344,5 +348,5 @@ def test_ddp_training_equals_one_process(world_size):
 
 
 def test_collectives_worker_needs_two_ranks():
-    with pytest.raises(distributed.RankError, match="send/recv needs two ranks"):
+    with pytest.raises(distributed.RankError, match="send/recv needs 2 ranks, not world_size=1"):
         distributed.launch(distributed.collectives_worker, 1)

@@ -169,7 +169,10 @@ def launch(
 
     The processes form one gloo process group on 127.0.0.1; its rendezvous (a TCP store held by
     the caller) listens on a free port that the operating system picks. Each process uses one
-    PyTorch thread.
+    PyTorch thread. The ranks are forked from a server process that imports torch once
+    (multiprocessing's forkserver; spawn where there is none), so only the first call pays
+    for the import. As with any such start method, a script that calls ``launch`` does so under
+    ``if __name__ == "__main__":``, since the new processes import the script again.
 
     Args:
         fn: a function importable by module and name (a top-level function of a .py file).
@@ -563,13 +566,13 @@ def ring_attention(
 
 
 def collectives_worker(rank: int, world_size: int) -> dict[str, list]:
-    """Three collectives on small tensors; returns what this rank holds after each.
+    """Three collectives on small tensors; returns what this rank then holds.
 
     all-reduce sums a tensor over the ranks, all-gather gives every rank
     every rank's tensor, and send/recv moves one tensor from rank 0 to rank 1.
     """
     if world_size < 2:
-        raise ValueError(f"send/recv needs two ranks, got world_size={world_size}")
+        raise ValueError(f"send/recv needs 2 ranks, not world_size={world_size}")
     x = torch.tensor([1.0, 2.0]) * (rank + 1)  # rank r holds (r + 1) * [1, 2]
     summed = x.clone()
     dist.all_reduce(summed)  # in place: the sum over ranks
