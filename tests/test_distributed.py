@@ -88,6 +88,11 @@ def _seed_and_no_process_left():
     assert multiprocessing.active_children() == []
 
 
+def written_pids(pid_dir):
+    """The process ids that ranks wrote before they were stopped (a slow start may write none)."""
+    return [int(f.read_text()) for f in pid_dir.glob("*.pid")]
+
+
 def wait_gone(pids, seconds=10.0):
     """True once none of ``pids`` is a live process."""
     deadline = time.monotonic() + seconds
@@ -159,17 +164,15 @@ def test_a_rank_that_raises_is_named_with_its_traceback_and_no_process_survives(
     assert "rank 1 of 3 raised" in str(info.value)
     assert "rank one is broken" in str(info.value) and "fail_on_rank_one" in str(info.value)
     assert isinstance(info.value.__cause__, KeyError)
-    pids = [int((tmp_path / f"{r}.pid").read_text()) for r in range(3)]
-    assert wait_gone(pids)
+    assert wait_gone(written_pids(tmp_path))  # and the fixture: every rank was joined
 
 
 def test_a_hang_ends_at_the_timeout_and_no_process_survives(tmp_path):
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match=r"ranks \[0, 1\] of 2 did not finish within 2 s"):
-        distributed.launch(sleep_forever, 2, tmp_path, timeout_s=2)
-    assert time.monotonic() - start < 20
-    pids = [int((tmp_path / f"{r}.pid").read_text()) for r in range(2)]
-    assert wait_gone(pids)
+    with pytest.raises(TimeoutError, match=r"ranks \[0, 1\] of 2 did not finish within 5 s"):
+        distributed.launch(sleep_forever, 2, tmp_path, timeout_s=5)
+    assert time.monotonic() - start < 30
+    assert wait_gone(written_pids(tmp_path))  # and the fixture: every rank was joined
 
 
 def test_a_rank_that_dies_without_a_word_is_reported():
