@@ -368,6 +368,11 @@ class HeadShard(nn.Module):
         Returns:
             ``(B, T, D)``; the sum over all ranks equals the full module's output.
         """
+        D = self.w_q.in_features
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != D:
+                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise ValueError(f"{name} must be (B, len, D={D}), got {got}")
         if mask is not None and mask.dim() == 4 and mask.shape[1] != 1:
             raise ValueError(
                 f"a head shard takes one mask for all heads, (T, S) or (B, 1, T, S); got "
