@@ -1,6 +1,7 @@
 """Ring attention on 2 processes against attention in one process, causal, at T = 8,192.
 
-One head (B = 1, H = 1, d_k = 64, float32, CPU, one thread per process). The sequence is cut into
+One head (B = 1, H = 1, d_k = 64, float32, CPU; ``--threads`` PyTorch threads in the one process
+and in each rank). The sequence is cut into
 two chunks of 4,096 positions, one per process (gloo on 127.0.0.1, ``distributed.launch``), and
 ``distributed.ring_attention(causal=True)`` computes each chunk's output. The reference is
 ``attention.scaled_dot_product_attention`` with a ``(T, T)`` causal mask in one process (the mask
@@ -16,12 +17,12 @@ a bar is missed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
 
+import common
 import torch
 
 from attention_book import attention, distributed, measure
@@ -35,8 +36,9 @@ def one_process(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return attention.scaled_dot_product_attention(q, k, v, mask)[0]
 
 
-def timed_ring(rank: int, world_size: int, q, k, v, repeat: int) -> float:
+def timed_ring(rank: int, world_size: int, q, k, v, repeat: int, threads: int) -> float:
     """Median seconds of this rank's ring_attention call (a barrier lines the ranks up first)."""
+    torch.set_num_threads(threads)
     q, k, v = (t.chunk(world_size, dim=-2)[rank].contiguous() for t in (q, k, v))
     seconds = []
     for _ in range(repeat):
@@ -47,18 +49,43 @@ def timed_ring(rank: int, world_size: int, q, k, v, repeat: int) -> float:
     return statistics.median(seconds)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="timed calls per implementation")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # as each rank does
-    q, k, v = (torch.randn(1, 1, T, D_K) for _ in range(3))  # (B, H, T, d_k)
+def build_parser():
+    """The command line: ``--threads``, ``--load`` (see ``common``) and timed rounds."""
+    parser = common.parser(__doc__)
+    parser.add_argument(
+        "--repeat", type=common.positive_int, default=3, help="timed calls per implementation"
+    )
+    return parser
 
+
+def main() -> int:
+    args = build_parser().parse_args()
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 1, T, D_K) for _ in range(3))  # (B, H, T, d_k)
+    with common.conditions(args.threads, args.load) as conditions:
+        measured = compare(q, k, v, args.repeat, args.threads)
+    result = {
+        "benchmark": "ring_attention",
+        "shape": {"B": 1, "H": 1, "T": T, "d_k": D_K, "dtype": "float32", "causal": True},
+        "world_size": WORLD,
+        **conditions,
+        **measured,
+    }
+    result["passes"] = (
+        result["memory_ratio"] <= MEMORY_BAR
+        and result["max_abs_error"] <= ERROR_BAR
+        and result["bytes_sent_per_rank"] == [result["bytes_formula"]] * WORLD
+    )
+    print(json.dumps(result))
+    return 0 if result["passes"] else 1
+
+
+def compare(q, k, v, repeat: int, threads: int) -> dict:
+    """Peak memory, time, bytes sent and error of the ring against the one process."""
     held: list[torch.Tensor] = []
     single_peak = measure.peak_memory(lambda: held.append(one_process(q, k, v)))
     reference = held.pop()
-    single_s = measure.time_calls({"one": lambda: one_process(q, k, v)}, args.repeat)["one"]
+    single_s = measure.time_calls({"one": lambda: one_process(q, k, v)}, repeat)["one"]
 
     runs = distributed.launch(distributed.ring_worker, WORLD, q, k, v, True, True)
     output = torch.cat([out for out, _, _ in runs], dim=-2)  # (B, H, T, d_k)
@@ -66,14 +93,10 @@ def main() -> int:
     peaks = [peak for _, _, peak in runs]
     sent = [s for _, s, _ in runs]
     formula = (WORLD - 1) * 2 * 1 * 1 * (T // WORLD) * D_K * 4
-    ring_s = max(distributed.launch(timed_ring, WORLD, q, k, v, args.repeat))
-
+    ring_s = max(distributed.launch(timed_ring, WORLD, q, k, v, repeat, threads))
     memory_ratio = max(peaks) / single_peak
-    result = {
-        "benchmark": "ring_attention",
-        "shape": {"B": 1, "H": 1, "T": T, "d_k": D_K, "dtype": "float32", "causal": True},
-        "world_size": WORLD,
-        "threads_per_process": 1,
+    return {
+        "repeat": repeat,
         "peak_mib": {
             "one_process": round(single_peak / 2**20, 1),
             "per_rank": [round(p / 2**20, 1) for p in peaks],
@@ -85,10 +108,7 @@ def main() -> int:
         "bytes_formula": formula,
         "max_abs_error": float(f"{error:.3g}"),
         "bars": {"memory_ratio": MEMORY_BAR, "max_abs_error": ERROR_BAR},
-        "passes": memory_ratio <= MEMORY_BAR and error <= ERROR_BAR and sent == [formula] * WORLD,
     }
-    print(json.dumps(result))
-    return 0 if result["passes"] else 1
 
 
 if __name__ == "__main__":
