@@ -4,6 +4,7 @@ The per-rank functions below are top-level functions of this module, so that the
 launch starts can import them by name.
 """
 
+import inspect
 import multiprocessing
 import os
 import re
@@ -324,6 +325,8 @@ def test_shard_is_a_copy_and_refuses_a_per_head_mask():
     x = torch.randn(1, 3, 8)
     with pytest.raises(ValueError, match="one mask for all heads"):
         shard(x, x, x, torch.ones(1, 2, 3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="rotary"):
+        shard(x, x, x, rope=(torch.ones(3, 4), torch.zeros(3, 4)))
     with pytest.raises(ValueError, match=r"query must be \(B, len, D=8\), got \(3, 8\)"):
         shard(x[0], x, x)
     with pytest.raises(ValueError, match=r"key must be \(B, len, D=8\), got \(1, 3, 4\)"):
@@ -357,3 +360,11 @@ def test_ddp_training_equals_one_process(world_size):
 def test_collectives_worker_needs_two_ranks():
     with pytest.raises(distributed.RankError, match="send/recv needs 2 ranks, not world_size=1"):
         distributed.launch(distributed.collectives_worker, 1)
+
+
+def test_shard_heads_refuses_a_grouped_query_module_built_as_such():
+    if "num_kv_heads" not in inspect.signature(multihead.MultiHeadAttention).parameters:
+        pytest.skip("this MultiHeadAttention has no num_kv_heads")
+    mha = multihead.MultiHeadAttention(24, 6, num_kv_heads=2)
+    with pytest.raises(ValueError, match="num_kv_heads=2 for num_heads=6"):
+        distributed.shard_heads(mha, 0, 2)

@@ -357,17 +357,25 @@ class HeadShard(nn.Module):
         )  # (B, L, H_r d_k) -> (B, H_r, L, d_k)
 
     def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        rope: object = None,
     ) -> Tensor:
         """This rank's part of the output: its heads, through its columns of W_O.
 
         Args:
             query: ``(B, T, D)``; key, value: ``(B, S, D)``.
             mask: bool, True = may attend: ``(T, S)`` or ``(B, 1, T, S)`` (one mask for all heads).
+            rope: not supported; anything but None raises ValueError.
 
         Returns:
             ``(B, T, D)``; the sum over all ranks equals the full module's output.
         """
+        if rope is not None:
+            raise ValueError("a head shard does not apply rotary position embeddings (rope)")
         D = self.w_q.in_features
         for name, x in (("query", query), ("key", key), ("value", value)):
             if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != D:
