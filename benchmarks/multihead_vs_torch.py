@@ -1,7 +1,7 @@
 """Forward plus backward of MultiHeadAttention against torch.nn.MultiheadAttention.
 
 Self-attention at B=32, T=128, D=256, H=8 on the CPU with 2 threads. The two modules hold the
-same weights (``MultiHeadAttention.from_torch``). Repeats are interleaved (ours, torch, ours, ...)
+same weights (``interop.from_torch``). Repeats are interleaved (ours, torch, ours, ...)
 so that all runs see the same background load, and the medians are compared.
 
 The bar applies to the fused path (``need_weights=False``): ours takes at most 1.15 times torch's
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from attention_book import multihead
+from attention_book import interop, multihead
 
 B, T, D, H = 32, 128, 256, 8
 THREADS = 2
@@ -41,7 +41,7 @@ def main() -> int:
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
     ref = nn.MultiheadAttention(D, H, batch_first=True)
-    ours = multihead.MultiHeadAttention.from_torch(ref)
+    ours = interop.from_torch(ref)
     x = torch.randn(B, T, D, requires_grad=True)
     runs: dict[str, Callable[[], torch.Tensor]] = {
         "ours_fused": lambda: ours(x, x, x, need_weights=False)[0],

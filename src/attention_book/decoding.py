@@ -23,19 +23,6 @@ from torch import Tensor, nn
 from attention_book import train, validation
 
 
-class _EvalMode:
-    """Put a module in eval mode for the duration of a ``with`` block, then restore it."""
-
-    def __init__(self, model: nn.Module):
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
 def _check_decoding_args(
     src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int
 ) -> tuple[int, int, int, int]:
@@ -83,7 +70,7 @@ def _greedy_decode(
     """:func:`greedy_decode` for checked arguments."""
     if src.shape[0] == 0:  # nothing to generate, and the model need not accept B = 0
         return src.new_empty(0, 0)
-    with _EvalMode(model):
+    with train.eval_mode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         B = src.shape[0]
         seqs = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
@@ -162,7 +149,7 @@ def _beam_search(
     B, K = src.shape[0], beam_width
     if B == 0:  # nothing to generate, and the model need not accept B = 0
         return src.new_empty(0, 0), torch.zeros(0, device=src.device)
-    with _EvalMode(model):
+    with train.eval_mode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         memory = memory.repeat_interleave(K, dim=0)  # (B, S, D) -> (B * K, S, D)
         src_mask = src_mask.repeat_interleave(K, dim=0)  # (B, 1, 1, S) -> (B * K, 1, 1, S)
@@ -220,7 +207,7 @@ def sequence_log_prob(
         raise ValueError(f"src {tuple(src.shape)} and tokens {tuple(tokens.shape)} differ in B")
     if src.shape[0] == 0:
         return torch.zeros(0, device=src.device)
-    with _EvalMode(model):
+    with train.eval_mode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         bos = torch.full_like(tokens[:, :1], bos_id)  # (B, 1)
         decoder_input = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, L)

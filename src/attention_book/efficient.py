@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from attention_book import attention, validation
+from attention_book import validation
 
 
 def blockwise_attention(
@@ -43,7 +43,7 @@ def blockwise_attention(
         ValueError where the explicit version does: an allowed score that is NaN or +inf, or an
         output that is not finite (NaN or infinite values).
     """
-    attention.check_attention_inputs(q, k, v, mask)
+    validation.check_attention_inputs(q, k, v, mask)
     validation.check_positive_int("block_size", block_size)
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
