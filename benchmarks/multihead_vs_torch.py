@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from attention_book import interop, multihead
+from attention_book import interop
 
 B, T, D, H = 32, 128, 256, 8
 THREADS = 2

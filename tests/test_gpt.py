@@ -229,7 +229,7 @@ def test_forward_rejects_bad_input(model):
 
 
 def test_a_cache_built_for_fewer_layers_is_a_clear_error(model):
-    with pytest.raises(ValueError, match=r"cache holds 2 layers but the model has 5.*KVCache\(5\)"):
+    with pytest.raises(ValueError, match=r"cache holds 2 layers but the model has 3.*KVCache\(3\)"):
         model(torch.zeros(1, 2, dtype=torch.long), cache=generation.KVCache(2))
 
 

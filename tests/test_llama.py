@@ -79,7 +79,9 @@ def test_llama_is_causal_and_has_tied_embeddings():
     assert model.lm_head is None
     d, f, kv = TINY.d_model, TINY.d_ff, TINY.num_kv_heads * TINY.d_k
     per_layer = 2 * d * d + 2 * d * kv + 3 * d * f + 2 * d
-    assert transformer.count_parameters(model) == TINY.vocab_size * d + TINY.num_layers * per_layer + d
+    assert (
+        transformer.count_parameters(model) == TINY.vocab_size * d + TINY.num_layers * per_layer + d
+    )
 
 
 def test_cached_forward_equals_full_forward_and_caches_only_kv_heads():
