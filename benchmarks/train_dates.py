@@ -163,9 +163,7 @@ def train_gpt(recipe: dates.Recipe, train_examples: list, test_examples: list) -
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
     schedule = train.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
-    loss_fn = train.batch_loss_fn(
-        inputs, labels, recipe.batch_size, task="lm", seed=recipe.seed
-    )
+    loss_fn = train.batch_loss_fn(inputs, labels, recipe.batch_size, task="lm", seed=recipe.seed)
     start = time.perf_counter()
     history = train.fit(
         model, loss_fn, recipe.steps, optimizer=optimizer, scheduler=schedule, progress=False

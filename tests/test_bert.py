@@ -167,3 +167,8 @@ def test_mean_pool_averages_real_tokens_only():
         bert.mean_pool(hidden, torch.zeros(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="bool mask"):
         bert.mean_pool(hidden, torch.ones(1, 3))
+
+
+def test_an_empty_batch_gives_empty_hidden_states(small_pair):
+    _, ours = small_pair
+    assert ours(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 4, SMALL.d_model)

@@ -318,3 +318,17 @@ def test_integer_like_arguments():
         dates.ordinal(np.int64(32))
     with pytest.raises(ValueError, match="seed must be an int, got '3' of type str"):
         dates.sample(5, seed="3")
+
+
+def test_parse_refuses_a_string_that_strptime_would_read_leniently():
+    with pytest.raises(ValueError, match="'2026112' is not a date written in 'yyyymmdd'"):
+        dates.parse("2026112", "yyyymmdd")
+    assert dates.parse("20261102", "yyyymmdd") == datetime.date(2026, 11, 2)
+
+
+def test_encode_and_decode_refuse_bools_and_non_bools_in_the_wrong_place():
+    with pytest.raises(TypeError, match="bos must be a bool"):
+        dates.SOURCE_VOCAB.encode("1", bos=2)  # it used to add two <bos>
+    with pytest.raises(ValueError, match="each id must be an int, got True"):
+        dates.SOURCE_VOCAB.decode([True, 5])
+    assert dates.SOURCE_VOCAB.encode("1", bos=np.bool_(True))[0] == dates.BOS_ID

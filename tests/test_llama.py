@@ -227,3 +227,80 @@ def test_smollm2_without_the_unpermutation_is_a_different_model(ours, prompt_ids
                 a.w_k.weight.data = llama.unpermute_rows(a.w_k.weight.data, a.num_kv_heads)
     assert (wrong - right).abs().max() > 5
     assert torch.equal(attn.w_q.weight, saved[0]) and torch.equal(attn.w_k.weight, saved[1])
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"tie_embeddings": "False"}, TypeError, "tie_embeddings must be a bool"),
+        ({"rope_base": float("inf")}, ValueError, "rope_base must be a finite number"),
+        ({"norm_eps": -1e-5}, ValueError, "norm_eps must be positive"),
+    ],
+)
+def test_config_refuses_settings_that_would_be_silently_wrong(changes, error, message):
+    with pytest.raises(error, match=message):
+        dataclasses.replace(TINY, **changes)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_llama_reads_a_valid_input(dtype):
+    model = _random_model().to(dtype)
+    ids = torch.randint(0, TINY.vocab_size, (2, 5))
+    with torch.no_grad():
+        logits = model(ids)
+    assert logits.dtype == dtype and torch.isfinite(logits).all()
+    assert_close(logits.float(), _random_model()(ids).detach(), atol=0.2, rtol=0.05)
+
+
+def test_an_empty_batch_gives_empty_logits():
+    model = _random_model()
+    assert model(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 4, TINY.vocab_size)
+
+
+def test_the_block_is_the_books_encoder_layer_with_llama_parts():
+    layer = _random_model().layers[0]
+    assert isinstance(layer, transformer.EncoderLayer) and layer.norm_first
+    assert isinstance(layer.norm1, llama.RMSNorm) and isinstance(layer.ff, llama.SwiGLU)
+    assert layer.self_attn.num_kv_heads == TINY.num_kv_heads
+    assert [m.self_attn.layer_idx for m in _random_model().layers] == [0, 1]
+
+
+class _FakeField:
+    def __init__(self, value):
+        self.value, self.data = value, [0] * 7
+
+    def contents(self):
+        return self.value
+
+
+class _FakeReader:
+    def __init__(self, tokens=True, extra=()):
+        values = {
+            "general.architecture": "llama",
+            "llama.embedding_length": 8,
+            "llama.block_count": 1,
+            "llama.attention.head_count": 2,
+            "llama.attention.head_count_kv": 1,
+            "llama.feed_forward_length": 16,
+            "llama.context_length": 32,
+            "llama.rope.freq_base": 10000.0,
+            "llama.attention.layer_norm_rms_epsilon": 1e-5,
+        }
+        self.fields = {k: _FakeField(v) for k, v in values.items()}
+        if tokens:
+            self.fields["tokenizer.ggml.tokens"] = _FakeField(None)
+        self.tensors = [type("T", (), {"name": n})() for n in ("token_embd.weight", *extra)]
+
+
+def test_gguf_without_a_token_list_is_a_clear_error():
+    with pytest.raises(ValueError, match="no token list"):
+        llama.config_from_gguf(_FakeReader(tokens=False))
+    assert llama.config_from_gguf(_FakeReader()).vocab_size == 7
+
+
+def test_gguf_with_scaled_rope_frequencies_is_a_clear_error():
+    with pytest.raises(ValueError, match="rope_freqs.weight.*scaled-RoPE"):
+        llama._gguf_name_to_ours("rope_freqs.weight")
+    assert llama._gguf_name_to_ours("blk.3.attn_q.weight") == "layers.3.self_attn.w_q.weight"
+    with pytest.raises(ValueError, match="unknown GGUF tensor"):
+        llama._gguf_name_to_ours("blk.3.attn_q")

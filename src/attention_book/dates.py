@@ -224,6 +224,11 @@ def parse(text: str, fmt: str | DateFormat) -> datetime.date:
         expected = _weekday(d) if f.strptime.startswith("%A") else _weekday(d)[:3]
         if named != expected:
             raise ValueError(f"{text!r} names {named}, but {d} is a {_weekday(d)}")
+    # strptime is lenient ("2026112" reads as 2026-11-2 in yyyymmdd): the date must be
+    # written back as it was read.
+    written = render(d, f)
+    if normalise_for_parsing(written) != normalise_for_parsing(text):
+        raise ValueError(f"{text!r} is not a date written in {f.name!r}: {d} is {written!r}")
     return d
 
 
@@ -340,6 +345,7 @@ class CharVocab:
         """Ids of the characters of ``text``, with ``<bos>`` first and ``<eos>`` last if asked."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        bos, eos = validation.check_bool("bos", bos), validation.check_bool("eos", eos)
         try:
             ids = [self.index[c] for c in text]  # specials are never a single character
         except KeyError:
@@ -394,6 +400,7 @@ class CharVocab:
             ids = ids.tolist()
         chars = []
         for position, i in enumerate(ids):
+            i = validation.check_int("each id", i)  # True is not the id 1
             if not 0 <= i < len(self.tokens):
                 raise ValueError(f"id {i} is outside the vocabulary of size {len(self.tokens)}")
             if i == self.eos_id:
@@ -490,8 +497,7 @@ def encode_lm_examples(
     """
     if len(examples) == 0:
         raise ValueError("examples must not be empty")
-    if not isinstance(loss_on_source, bool):
-        raise TypeError(f"loss_on_source must be a bool, got {loss_on_source!r}")
+    validation.check_bool("loss_on_source", loss_on_source)
     sequences = [lm_sequence(e) for e in examples]
     L = max(len(s) for s in sequences)
     ids = torch.tensor([s + [PAD_ID] * (L - len(s)) for s in sequences])  # (B, L)

@@ -45,8 +45,7 @@ def blockwise_attention(
     """
     validation.check_attention_inputs(q, k, v, mask)
     validation.check_positive_int("block_size", block_size)
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    causal = validation.check_bool("causal", causal)
     T, S, d_k = q.shape[-2], k.shape[-2], q.shape[-1]
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     if mask is not None:
