@@ -1,24 +1,17 @@
 """The Transformer encoder-decoder (Vaswani et al., 2017, section 3), batch-first.
 
-Each encoder layer is self-attention then a position-wise feed-forward network; each decoder
-layer is causal self-attention, cross-attention to the encoder's output, then the feed-forward
-network. Every sub-layer sits inside a residual connection with layer normalisation:
+An encoder layer is self-attention then a position-wise feed-forward network; a decoder layer
+adds cross-attention to the encoder's output between the two. Each sub-layer sits in a residual
+connection with a norm: post-LN (the paper, the default) ``x = norm(x + dropout(sublayer(x)))``,
+or pre-LN (``norm_first=True``) ``x = x + dropout(sublayer(norm(x)))`` with one more norm at
+the end of the stack. The encoder layer is also the block of GPT (pre-LN, causal, cached), BERT
+(post-LN, GELU) and LLaMA (RMSNorm, RoPE, grouped-query attention, SwiGLU, no biases): the same
+block, different parts.
 
-* post-LN (the paper, the default): ``x = norm(x + dropout(sublayer(x)))``;
-* pre-LN (``norm_first=True``, most modern models): ``x = x + dropout(sublayer(norm(x)))``,
-  with one more LayerNorm at the end of the stack.
-
-The encoder layer is also the block of GPT (pre-LN, causal mask, a key-value cache), of BERT
-(post-LN, GELU) and of LLaMA (pre-norm with RMSNorm, rotary positions, grouped-query attention,
-SwiGLU, no biases): the same block, different parts.
-
-Dropout: the paper (section 5.4) drops each sub-layer's output before the residual add and the
-sums of embeddings and positional encodings. Like PyTorch's ``nn.Transformer*`` layers, this
-package also drops the attention weights and the feed-forward hidden activation, with the same
-probability. The paper's text does not mention these two, but the authors' tensor2tensor code
-and the Annotated Transformer apply them too.
-
-Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
+Dropout: besides the paper's residual and embedding dropout (section 5.4), the attention
+weights and the feed-forward hidden layer are dropped with the same probability, as in
+PyTorch, the authors' tensor2tensor code and the Annotated Transformer. Masks are bool, True
+means "may attend" (:mod:`attention_book.attention`).
 """
 
 from __future__ import annotations
@@ -33,27 +26,18 @@ from attention_book import attention, positional, validation
 from attention_book.layers import ACTIVATIONS, FeedForward, feed_forward, norm_layer
 from attention_book.multihead import KVCacheLike, MultiHeadAttention
 
-__all__ = ["FeedForward", "EncoderLayer", "DecoderLayer", "Stack", "Transformer"]
-
 
 class EncoderLayer(nn.Module):
-    """Self-attention and a feed-forward network, each in a residual block with a norm.
-
-    One layer of the paper's encoder (section 3.1): ``LN(x + dropout(SelfAttn(x)))``, then
-    ``LN(z + dropout(FFN(z)))`` in the default post-LN wiring.
+    """Self-attention and a feed-forward network, each in a residual block with a norm: one
+    layer of the paper's encoder (section 3.1), and the block of GPT, BERT and LLaMA.
 
     Args:
-        d_model: D.
-        num_heads: H; must divide ``d_model``.
-        d_ff: hidden width of the feed-forward network.
-        dropout: one probability for each sub-layer's output before the residual add (the
-            paper's residual dropout, section 5.4) and, as in PyTorch and the authors' code but
-            not in the paper's text, for the attention weights and the feed-forward hidden layer.
+        d_model, num_heads, d_ff: D, H (dividing D) and the feed-forward hidden width.
+        dropout: the residual, attention-weight and feed-forward dropout probability.
         activation: ``"relu"``, ``"gelu"`` or ``"swiglu"`` (LLaMA's gated network).
         norm_first: a bool; False for post-LN (the paper), True for pre-LN.
         num_kv_heads, bias, layer_idx: as in :class:`MultiHeadAttention`.
-        norm: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm).
-        eps: the norms' epsilon.
+        norm, eps: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm), and its epsilon.
     """
 
     def __init__(
@@ -91,21 +75,17 @@ class EncoderLayer(nn.Module):
         rope: tuple[Tensor, Tensor] | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Encode ``x``.
+        """Encode ``x`` ``(B, T, D)``.
 
         Args:
-            x: ``(B, T, D)``.
-            mask: as in :class:`MultiHeadAttention`: ``(T, S)``, or four dimensions
-                broadcastable to ``(B, H, T, S)`` (source padding: ``(B, 1, 1, S)``);
-                True = may attend. S = T without a cache.
-            cache, rope: as in :meth:`MultiHeadAttention.forward` (a decoder-only model
-                generating: ``x`` then holds only the new positions).
+            x: ``(B, T, D)``; with a cache, only the new positions.
+            mask, cache, rope: as in :meth:`MultiHeadAttention.forward` (S = T without a cache).
             need_weights: also return the attention weights, computed explicitly (otherwise
                 the fused kernel runs, which is faster).
 
         Returns:
             ``(output, weights)``: output ``(B, T, D)``; weights ``(B, H, T, S)`` (after
-            dropout in training mode: call ``eval()`` for the softmax) or None.
+            dropout in training mode) or None.
         """
         if self.norm_first:  # pre-LN: x + sublayer(norm(x))
             h = self.norm1(x)
@@ -120,15 +100,10 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention to the encoder output, and a feed-forward network.
+    """Causal self-attention, cross-attention to the encoder output, and a feed-forward
+    network, each in a residual block with LayerNorm: one layer of the paper's decoder.
 
-    One layer of the paper's decoder (section 3.1), three sub-layers each inside a residual
-    block with LayerNorm; the causal mask (passed as ``tgt_mask``) keeps position t from
-    attending to later positions.
-
-    Args:
-        d_model, num_heads, d_ff, activation, norm_first: as in :class:`EncoderLayer`.
-        dropout: as in :class:`EncoderLayer`, here on both attention weight matrices too.
+    Args: as in :class:`EncoderLayer`; dropout also applies to the cross-attention weights.
     """
 
     def __init__(
@@ -164,12 +139,9 @@ class DecoderLayer(nn.Module):
         """Decode ``x`` while reading ``memory``.
 
         Args:
-            x: the target-side states, ``(B, T, D)``.
-            memory: the encoder's output, ``(B, S, D)``.
-            tgt_mask: bool, True = may attend: a causal ``(T, T)`` mask, or four dimensions
-                broadcastable to ``(B, H, T, T)`` (causal combined with target padding).
-            memory_mask: bool, ``(T, S)`` or four dimensions broadcastable to
-                ``(B, H, T, S)``; usually the source padding mask ``(B, 1, 1, S)``.
+            x: the target-side states, ``(B, T, D)``; memory: the encoder's output ``(B, S, D)``.
+            tgt_mask: a causal ``(T, T)`` mask, or one broadcastable to ``(B, H, T, T)``.
+            memory_mask: ``(T, S)`` or broadcastable to ``(B, H, T, S)``, usually ``(B, 1, 1, S)``.
             need_weights: also return both attention weights, computed explicitly.
 
         Returns:
@@ -195,39 +167,22 @@ class DecoderLayer(nn.Module):
 
 
 class Stack(nn.Module):
-    """``num_layers`` encoder layers, or decoder layers (N = 6 in the paper), then a LayerNorm
-    in pre-LN: there the residual stream is never normalised inside the layers, so it is
-    normalised once at the end.
+    """N encoder layers, or decoder layers with ``cross_attention=True`` (N = 6 in the paper),
+    then in pre-LN a LayerNorm: the residual stream, never normalised inside, is at the end.
 
-    Args:
-        num_layers: N.
-        d_model, num_heads, d_ff, dropout, activation, norm_first: as in :class:`EncoderLayer`.
-        cross_attention: stack :class:`DecoderLayer` (which read an encoder's memory) instead of
-            :class:`EncoderLayer`.
+    Args: ``num_layers`` (N), then the arguments of :class:`EncoderLayer`, passed to each layer.
     """
 
     def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        num_heads: int,
-        d_ff: int,
-        dropout: float = 0.0,
-        activation: str = "relu",
-        norm_first: bool = False,
-        *,
-        cross_attention: bool = False,
+        self, num_layers: int, *args: object, cross_attention: bool = False, **kwargs: object
     ) -> None:
         super().__init__()
         validation.check_positive_int("num_layers", num_layers)
-        layer = (
-            DecoderLayer
-            if validation.check_bool("cross_attention", cross_attention)
-            else EncoderLayer
-        )
-        args = (d_model, num_heads, d_ff, dropout, activation, norm_first)
-        self.layers = nn.ModuleList(layer(*args) for _ in range(num_layers))
-        self.norm = nn.LayerNorm(d_model) if norm_first else None
+        decoder = validation.check_bool("cross_attention", cross_attention)
+        layer = DecoderLayer if decoder else EncoderLayer
+        self.layers = nn.ModuleList(layer(*args, **kwargs) for _ in range(num_layers))
+        first = self.layers[0]
+        self.norm = nn.LayerNorm(first.ff.d_model) if first.norm_first else None
 
     def forward(
         self,
@@ -236,14 +191,8 @@ class Stack(nn.Module):
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
     ) -> Tensor:
-        """Run ``x`` ``(B, T, D)`` through every layer; return ``(B, T, D)``.
-
-        Args:
-            x: ``(B, T, D)``.
-            mask: the self-attention mask of every layer (see :class:`EncoderLayer`).
-            memory: ``(B, S, D)``, the encoder output every decoder layer reads.
-            memory_mask: the cross-attention mask (see :class:`DecoderLayer`).
-        """
+        """Run ``x`` ``(B, T, D)`` through every layer, each reading ``mask`` and, in a decoder,
+        ``memory`` ``(B, S, D)`` with ``memory_mask``; return ``(B, T, D)``."""
         for layer in self.layers:
             if isinstance(layer, DecoderLayer):
                 x = layer(x, memory, mask, memory_mask)[0]  # (B, T, D)
@@ -291,15 +240,10 @@ class TransformerConfig:
 
 
 class Transformer(nn.Module):
-    """The encoder-decoder Transformer of Vaswani et al. (2017), figure 1.
-
-    Token ids are embedded (scaled by sqrt(d_model)), the sinusoidal positional encoding is
-    added, the encoder reads the source, the decoder reads the shifted target and the encoder's
-    output, and ``generator`` maps each decoder state to logits over the target vocabulary
-    (the softmax is left to the loss or to decoding).
-
-    Args:
-        config: a :class:`TransformerConfig`.
+    """The encoder-decoder Transformer of Vaswani et al. (2017), figure 1: ids embedded (scaled
+    by sqrt(d_model)) plus the sinusoidal encoding, the encoder on the source, the decoder on the
+    shifted target and the encoder's output, and ``generator`` mapping each decoder state to
+    logits (the softmax is left to the loss or to decoding).
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -327,42 +271,28 @@ class Transformer(nn.Module):
             self.src_embed.weight[self.config.pad_id].zero_()
             self.tgt_embed.weight[self.config.pad_id].zero_()
 
-    def _check_ids(self, name: str, ids: object, vocab_size: int) -> Tensor:
-        return validation.check_ids(name, ids, vocab_size=vocab_size, max_len=self.config.max_len)
-
     def _embed(self, ids: Tensor, table: nn.Embedding) -> Tensor:
         x = table(ids) * self.scale + self.pe[: ids.shape[1]]  # (B, L) -> (B, L, D)
         return self.embed_dropout(x)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
-        """Encode source ids.
-
-        Args:
-            src: ``(B, S)`` token ids, padded with ``pad_id``.
+        """Encode ``(B, S)`` source ids, padded with ``pad_id``.
 
         Returns:
             ``(memory, src_mask)``: memory ``(B, S, D)``; src_mask bool ``(B, 1, 1, S)``, True
             where ``src != pad_id`` (the keys a query may attend to).
         """
-        self._check_ids("src", src, self.config.src_vocab_size)
+        c = self.config
+        validation.check_ids("src", src, vocab_size=c.src_vocab_size, max_len=c.max_len)
         src_mask = (src != self.config.pad_id)[:, None, None, :]  # (B, S) -> (B, 1, 1, S)
         memory = self.encoder(self._embed(src, self.src_embed), src_mask)  # (B, S, D)
         return memory, src_mask
 
     def target_mask(self, tgt: Tensor) -> Tensor:
-        """The decoder's self-attention mask: causal, and no attention to padded targets.
-
-        Args:
-            tgt: ``(B, T)`` decoder input ids.
-
-        Returns:
-            bool ``(B, 1, T, T)``, True = may attend: key j is allowed to query t when
-            ``j <= t`` and ``tgt[:, j]`` is not padding.
-
-        Raises:
-            ValueError: if ``tgt`` is not ``(B, T)`` ids with ``1 <= T <= max_len``.
-        """
-        self._check_ids("tgt", tgt, self.config.tgt_vocab_size)
+        """The decoder's self-attention mask for ``(B, T)`` decoder input ids: bool
+        ``(B, 1, T, T)``, True where ``j <= t`` and ``tgt[:, j]`` is not padding."""
+        c = self.config
+        validation.check_ids("tgt", tgt, vocab_size=c.tgt_vocab_size, max_len=c.max_len)
         # Built on demand: a (T, T) mask for the T at hand, never one of (max_len, max_len).
         causal = attention.causal_mask(tgt.shape[1], device=tgt.device)  # (T, T)
         not_pad = tgt != self.config.pad_id  # (B, T)
@@ -378,55 +308,23 @@ class Transformer(nn.Module):
 
         Returns:
             logits ``(B, T, tgt_vocab_size)``; position t depends only on ``tgt[:, : t + 1]``.
-
-        Raises:
-            ValueError: if ``memory`` is not ``(B, S, d_model)`` with the ``B`` of ``tgt``, or
-                ``src_mask`` is not ``(B, 1, 1, S)``.
         """
         tgt_mask = self.target_mask(tgt)  # (B, 1, T, T); checks tgt
-        D = self.config.d_model
-        validation.check_states("memory", memory, D)
-        if memory.dim() != 3 or memory.shape[0] != tgt.shape[0] or memory.shape[2] != D:
-            raise ValueError(
-                f"memory must be (B, S, d_model={D}) with the same B as tgt {tuple(tgt.shape)}, "
-                f"got {tuple(memory.shape)}"
-            )
-        B, S = memory.shape[0], memory.shape[1]
-        if not isinstance(src_mask, Tensor) or tuple(src_mask.shape) != (B, 1, 1, S):
-            got = tuple(src_mask.shape) if isinstance(src_mask, Tensor) else type(src_mask).__name__
-            raise ValueError(
-                f"src_mask must be (B, 1, 1, S) = {(B, 1, 1, S)} for memory "
-                f"{tuple(memory.shape)}, got {got}"
-            )
+        validation.check_memory(memory, src_mask, tgt.shape[0], self.config.d_model)
         x = self._embed(tgt, self.tgt_embed)  # (B, T) -> (B, T, D)
         x = self.decoder(x, tgt_mask, memory, src_mask)  # (B, T, D)
         return self.generator(x)  # (B, T, D) -> (B, T, V)
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
-        """Logits for teacher-forced training.
-
-        Args:
-            src: ``(B, S)`` source ids.
-            tgt: ``(B, T)`` decoder input ids; the caller shifts the target right (BOS first).
-
-        Returns:
-            ``(B, T, tgt_vocab_size)`` logits.
-        """
+        """``(B, T, tgt_vocab_size)`` logits for teacher-forced training from ``(B, S)`` source
+        ids and ``(B, T)`` decoder input ids (the target shifted right, BOS first)."""
         memory, src_mask = self.encode(src)  # (B, S, D), (B, 1, 1, S)
         return self.decode(tgt, memory, src_mask)  # (B, T, V)
 
     @torch.no_grad()
     def cross_attention_weights(self, src: Tensor, tgt: Tensor) -> list[Tensor]:
-        """The cross-attention weights of every decoder layer, for plotting.
-
-        Args:
-            src: ``(B, S)`` source ids.
-            tgt: ``(B, T)`` decoder input ids.
-
-        Returns:
-            One ``(B, H, T, S)`` tensor per decoder layer; row t says where position t reads
-            in the source.
-        """
+        """The cross-attention weights of every decoder layer, for plotting: one ``(B, H, T, S)``
+        tensor per layer for ``(B, S)`` source ids and ``(B, T)`` decoder input ids."""
         memory, src_mask = self.encode(src)  # (B, S, D), (B, 1, 1, S)
         x, tgt_mask = self._embed(tgt, self.tgt_embed), self.target_mask(tgt)  # (B, T, D)
         weights = []

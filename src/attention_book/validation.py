@@ -295,3 +295,21 @@ def check_cache(cache: object, num_layers: int) -> int:
             f"build it as KVCache({num_layers})"
         )
     return cache.length
+
+
+def check_memory(memory: object, src_mask: object, B: int, d_model: int) -> None:
+    """Raise unless ``memory`` is an encoder output ``(B, S, d_model)`` and ``src_mask`` its
+    ``(B, 1, 1, S)`` bool padding mask, for a decoder input of batch size ``B``."""
+    check_states("memory", memory, d_model)
+    if memory.shape[0] != B:
+        raise ValueError(
+            f"memory must be (B, S, d_model={d_model}) with the B = {B} of tgt, "
+            f"got {tuple(memory.shape)}"
+        )
+    S = memory.shape[1]
+    if not isinstance(src_mask, torch.Tensor) or tuple(src_mask.shape) != (B, 1, 1, S):
+        got = tuple(src_mask.shape) if isinstance(src_mask, torch.Tensor) else src_mask
+        raise ValueError(
+            f"src_mask must be (B, 1, 1, S) = {(B, 1, 1, S)} for memory "
+            f"{tuple(memory.shape)}, got {got}"
+        )
