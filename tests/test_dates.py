@@ -292,7 +292,8 @@ def test_importing_renders_nothing_and_max_source_len_is_built_on_first_use():
         "from attention_book.dates import MAX_SOURCE_LEN\n"
         "assert MAX_SOURCE_LEN == 30\n"
         "assert dates.LM_MAX_LEN == 30 - 1 + dates.TARGET_LEN == 41\n"
-        "assert dates.RECIPE.gpt_kwargs()['max_len'] == dates.LM_MAX_LEN\n"
+        "from attention_book import gpt\n"
+        "assert gpt.dates_config().max_len == dates.LM_MAX_LEN\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError, match="no attribute 'MAX_TARGET_LEN'"):

@@ -152,7 +152,7 @@ def test_lm_examples_put_the_loss_on_the_target_only():
 
 
 def test_recipe_gpt_has_about_the_encoder_decoder_parameter_count():
-    n_gpt = transformer.count_parameters(gpt.GPT(gpt.GPTConfig(**dates.RECIPE.gpt_kwargs())))
+    n_gpt = transformer.count_parameters(gpt.GPT(gpt.dates_config()))
     config = transformer.TransformerConfig(**dates.RECIPE.model_kwargs())
     n_ed = transformer.count_parameters(transformer.Transformer(config))
     assert (n_gpt, n_ed) == (171_200, 172_942)  # 1.0% fewer
@@ -235,3 +235,12 @@ def test_a_cache_built_for_fewer_layers_is_a_clear_error(model):
 
 def test_an_empty_batch_gives_empty_logits(model):
     assert model(torch.zeros(0, 3, dtype=torch.long)).shape == (0, 3, CONFIG.vocab_size)
+
+
+def test_the_dates_gpt_takes_its_settings_from_the_recipe_and_its_own_depth():
+    recipe = dataclasses.replace(dates.RECIPE, d_model=32)
+    config = gpt.dates_config(recipe)
+    assert (config.d_model, config.num_layers) == (32, gpt.DATES_NUM_LAYERS)
+    assert config.max_len == dates.LM_MAX_LEN and config.vocab_size == len(dates.SOURCE_VOCAB)
+    with pytest.raises(TypeError, match="dates.Recipe"):
+        gpt.dates_config({"d_model": 32})

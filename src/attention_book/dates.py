@@ -551,25 +551,6 @@ class Recipe:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     seed: int = 0
-    gpt_num_layers: int = 5
-
-    def gpt_kwargs(self) -> dict[str, int | float]:
-        """Keyword arguments for ``gpt.GPTConfig``: the decoder-only model of chapter 12.
-
-        The same width, heads, feed-forward width and dropout as the encoder-decoder, one
-        vocabulary (the source's, which holds the target's characters), and ``gpt_num_layers``
-        blocks: five blocks of self-attention and feed-forward network hold 1% fewer parameters
-        than two encoder and two decoder layers (171,200 against 172,942).
-        """
-        return {
-            "vocab_size": len(SOURCE_VOCAB),
-            "d_model": self.d_model,
-            "num_heads": self.num_heads,
-            "num_layers": self.gpt_num_layers,
-            "d_ff": self.d_ff,
-            "max_len": _max_source_len() - 1 + TARGET_LEN,  # LM_MAX_LEN
-            "dropout": self.dropout,
-        }
 
     def model_kwargs(self) -> dict[str, int | float]:
         """Keyword arguments for ``transformer.TransformerConfig``, vocabulary sizes included."""
