@@ -60,3 +60,14 @@ def test_norm_layer_and_feed_forward_pick_the_parts_by_name():
     assert isinstance(layers.feed_forward(4, 8, 0.1, "relu"), layers.FeedForward)
     with pytest.raises(ValueError, match="norm must be one of"):
         layers.norm_layer("batch", 4, 1e-5)
+
+
+def test_xavier_init_redraws_matrices_only():
+    torch.manual_seed(0)
+    ff = layers.FeedForward(64, 256)
+    bias = ff.w_1.bias.clone()
+    torch.manual_seed(1)
+    layers.xavier_init(ff)
+    bound = (6 / (64 + 256)) ** 0.5
+    assert ff.w_1.weight.abs().max() <= bound and ff.w_1.weight.abs().max() > 0.9 * bound
+    assert torch.equal(ff.w_1.bias, bias)

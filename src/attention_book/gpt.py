@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attention_book import attention, dates, positional, validation
+from attention_book import attention, dates, layers, positional, validation
 from attention_book.multihead import KVCacheLike
 from attention_book.train import lm_loss  # noqa: F401 (the loss of this model, named here too)
 from attention_book.transformer import EncoderLayer
@@ -88,9 +88,7 @@ class GPT(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        layers.xavier_init(self)
         # The tied matrix is initialised for its output role: logits of order 1 (module docstring).
         nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
 

@@ -106,3 +106,11 @@ def feed_forward(d_model: int, d_ff: int, dropout: float, activation: str) -> nn
     if activation == "swiglu":
         return SwiGLU(d_model, d_ff)
     return FeedForward(d_model, d_ff, dropout, activation)
+
+
+def xavier_init(module: nn.Module) -> None:
+    """Xavier-uniform initialisation of every matrix of ``module`` (vectors keep their own), as
+    ``torch.nn.Transformer`` and the Annotated Transformer do."""
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)

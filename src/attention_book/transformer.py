@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from attention_book import attention, positional, validation
-from attention_book.layers import ACTIVATIONS, FeedForward, feed_forward, norm_layer
+from attention_book.layers import ACTIVATIONS, FeedForward, feed_forward, norm_layer, xavier_init
 from attention_book.multihead import KVCacheLike, MultiHeadAttention
 
 
@@ -263,10 +263,7 @@ class Transformer(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        # Xavier-uniform on every matrix, as torch.nn.Transformer and the Annotated Transformer.
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init(self)
         with torch.no_grad():
             self.src_embed.weight[self.config.pad_id].zero_()
             self.tgt_embed.weight[self.config.pad_id].zero_()
