@@ -62,10 +62,6 @@ def ordinal(day: int) -> str:
     day = validation.check_int("day", day)
     if not 1 <= day <= 31:
         raise ValueError(f"day must be an int in 1..31, got {day}")
-    return _ordinal(day)
-
-
-def _ordinal(day: int) -> str:
     if 11 <= day <= 13:
         return f"{day}th"
     suffix = {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
@@ -113,11 +109,11 @@ FORMATS: tuple[DateFormat, ...] = (
     DateFormat("month_d_yyyy", lambda d: f"{_month(d)} {d.day}, {d.year}", "%B %d, %Y", True),
     DateFormat("mon_d_yyyy", lambda d: f"{_mon(d)} {d.day}, {d.year}", "%b %d, %Y", True),
     DateFormat(
-        "month_dth_yyyy", lambda d: f"{_month(d)} {_ordinal(d.day)}, {d.year}", "%B %d, %Y", True
+        "month_dth_yyyy", lambda d: f"{_month(d)} {ordinal(d.day)}, {d.year}", "%B %d, %Y", True
     ),
     DateFormat(
         "dth_of_month_yyyy",
-        lambda d: f"{_ordinal(d.day)} of {_month(d)} {d.year}",
+        lambda d: f"{ordinal(d.day)} of {_month(d)} {d.year}",
         "%d %B %Y",
         True,
     ),
@@ -238,10 +234,7 @@ def split_of(d: datetime.date) -> str:
     The hash (BLAKE2b of the ISO string) depends on nothing but the date, so the split is the
     same on every machine and for every format.
     """
-    return _split_of(_check_date(d))
-
-
-def _split_of(d: datetime.date) -> str:
+    d = _check_date(d)
     digest = hashlib.blake2b(d.isoformat().encode(), digest_size=8).digest()
     return "test" if int.from_bytes(digest, "big") % TEST_MODULUS == 0 else "train"
 
@@ -252,7 +245,7 @@ def dates_in_split(split: str) -> list[datetime.date]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     n = (LAST_DATE - FIRST_DATE).days + 1
     days = (FIRST_DATE + datetime.timedelta(days=i) for i in range(n))
-    return [d for d in days if _split_of(d) == split]
+    return [d for d in days if split_of(d) == split]
 
 
 _SPLIT_CACHE: dict[str, tuple[datetime.date, ...]] = {}

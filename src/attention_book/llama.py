@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attention_book import attention, positional, validation
-from attention_book.generation import KVCache
 from attention_book.layers import RMSNorm, SwiGLU  # noqa: F401 (LLaMA's parts, named here too)
-from attention_book.multihead import repeat_kv  # noqa: F401 (grouped-query attention's sharing)
+from attention_book.multihead import KVCacheLike, repeat_kv  # noqa: F401 (repeat_kv: GQA's sharing)
 from attention_book.transformer import EncoderLayer
 
 
@@ -108,7 +107,7 @@ class Llama(nn.Module):
         self.lm_head = None if c.tie_embeddings else nn.Linear(c.d_model, c.vocab_size, bias=False)
 
     def _run(
-        self, ids: Tensor, cache: KVCache | None, need_weights: bool
+        self, ids: Tensor, cache: KVCacheLike | None, need_weights: bool
     ) -> tuple[Tensor, list[Tensor]]:
         offset = validation.check_cache(
             cache, self.config.num_layers
@@ -132,13 +131,14 @@ class Llama(nn.Module):
         weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight), weights  # (B, T, D) -> (B, T, V)
 
-    def forward(self, ids: Tensor, cache: KVCache | None = None) -> Tensor:
+    def forward(self, ids: Tensor, cache: KVCacheLike | None = None) -> Tensor:
         """Next-token logits, following :mod:`attention_book.generation`'s protocol.
 
         Args:
             ids: ``(B, T)`` token ids; with a cache, the tokens after the ``cache.length``
                 positions already read.
-            cache: None, or a :class:`KVCache` with ``config.num_layers`` layers.
+            cache: None, or a :class:`~attention_book.generation.KVCache` with
+                ``config.num_layers`` layers.
 
         Returns:
             ``(B, T, V)`` logits.
@@ -146,7 +146,7 @@ class Llama(nn.Module):
         return self._run(ids, cache, need_weights=False)[0]
 
     @torch.no_grad()
-    def attention_weights(self, ids: Tensor, cache: KVCache | None = None) -> list[Tensor]:
+    def attention_weights(self, ids: Tensor, cache: KVCacheLike | None = None) -> list[Tensor]:
         """Every layer's attention weights on ``ids``, computed by the explicit path.
 
         Args:

@@ -204,12 +204,6 @@ def sequence_loss(
     label_smoothing = _check_smoothing(label_smoothing)
     pad_id = validation.check_int("pad_id", pad_id)
     validation.check_ids("labels", labels)
-    return _sequence_loss(logits, labels, pad_id, label_smoothing)
-
-
-def _sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float) -> Tensor:
-    """:func:`sequence_loss` for checked arguments; the logits, a model's output, and the
-    batch's labels are checked here, at every call."""
     if not isinstance(logits, Tensor) or logits.dim() != 3:
         raise ValueError(f"logits must be (B, T, V), got {getattr(logits, 'shape', logits)}")
     if logits.shape[:2] != labels.shape:
@@ -248,7 +242,7 @@ def seq2seq_loss(
     pad_id = validation.check_int("pad_id", pad_id)
     decoder_input, labels = teacher_forcing(tgt)  # (B, T), (B, T)
     logits = model(src, decoder_input)  # (B, T, V)
-    return _sequence_loss(logits, labels, pad_id, label_smoothing)
+    return sequence_loss(logits, labels, pad_id, label_smoothing)
 
 
 def lm_loss(model: nn.Module, inputs: Tensor, labels: Tensor, pad_id: int = 0) -> Tensor:
@@ -326,9 +320,9 @@ def batch_loss_fn(
         batch = trim_padding(inputs[rows], pad_id)  # (N, S) -> (batch_size, S')
         if decoder_input is None:  # a language model: its labels are trimmed with its inputs
             logits = model(batch)  # (batch_size, S', V)
-            return _sequence_loss(logits, labels[rows, : batch.shape[1]], pad_id, label_smoothing)
+            return sequence_loss(logits, labels[rows, : batch.shape[1]], pad_id, label_smoothing)
         logits = model(batch, decoder_input[rows])  # (batch_size, T, V)
-        return _sequence_loss(logits, labels[rows], pad_id, label_smoothing)
+        return sequence_loss(logits, labels[rows], pad_id, label_smoothing)
 
     return loss_fn
 
