@@ -326,7 +326,7 @@ def test_integer_like_arguments_and_clear_refusals():
             decoding.greedy_decode(model, src, **bad)
     with pytest.raises(TypeError, match="length_penalty must be a number, got True"):
         decoding.beam_search(model, src, 4, length_penalty=True)
-    with pytest.raises(ValueError, match="length_penalty must be a number, got NaN"):
+    with pytest.raises(ValueError, match="length_penalty must be a finite number, got nan"):
         decoding.beam_search(model, src, 4, length_penalty=float("nan"))
     with pytest.raises(TypeError, match="label_smoothing must be a float"):
         train.sequence_loss(torch.randn(2, 3, 5), torch.ones(2, 3, dtype=torch.long), 0, "0.1")
