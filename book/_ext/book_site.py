@@ -7,10 +7,12 @@ bibliography (pybtex's styles would print "Brown and others").
 When the build has finished, the pages lose what a reader never uses and everyone downloads: the
 theme's Font Awesome script (1.5 MB; its stylesheet already draws the same icons from local web
 fonts), and, outside the search page, the search index that only the theme's search-as-you-type
-box reads (switched off here). The copy of MathJax keeps only the components that the pages load
-(``mathjax3_config`` in ``_config.yml``) and those that TeX input may load on demand, and each
-opaque figure is stored with a palette of at most 256 colours (a third of the bytes) when that
-moves its pixels by less than half a level on average.
+box reads (switched off here). The theme's stylesheet keeps the rules of the icons that the pages
+and scripts name, and its icon fonts shrink to those glyphs (a few dozen of about 2,000). The copy
+of MathJax keeps only the components that the pages load (``mathjax3_config`` in
+``_config.yml``) and those that TeX input may load on demand, and each opaque figure is stored
+with a palette of at most 256 colours (a third of the bytes) when that moves its pixels by less
+than half a level on average.
 """
 
 from __future__ import annotations
@@ -203,12 +205,72 @@ def _palette_figures(outdir: Path) -> None:
             path.write_bytes(buffer.getvalue())
 
 
+#: One icon's rule in the theme's stylesheet: ``.fa-github:before{content:"\\f09b"}``.
+_ICON_RULE = re.compile(r'(?:\.fa-[a-z0-9-]+:(?:before|after),?)+\{content:"[^"]*"\}')
+_ICON_NAME = re.compile(r"fa-[a-z0-9-]+")
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+_FONT_FACE = re.compile(r"@font-face\{[^}]*\}")
+
+
+def _glyphs(text: str) -> set[int]:
+    """The icon code points that CSS text holds, escaped (``"\\f09b"``) or as characters."""
+    escaped = {int(h, 16) for h in re.findall(r'"\\([0-9a-f]{4})"', text)}
+    return escaped | {ord(c) for c in _PRIVATE_USE.findall(text)}
+
+
+def _subset_icons(outdir: Path) -> None:
+    """Keep the icon rules and glyphs that the built pages and their scripts use."""
+    static = outdir / "_static"
+    css_path = static / "styles" / "pydata-sphinx-theme.css"
+    fonts = static / "vendor" / "fontawesome" / "webfonts"
+    if not css_path.exists() or not fonts.is_dir():
+        return
+    from fontTools import subset
+
+    used = set()
+    for path in [*outdir.rglob("*.html"), *static.rglob("*.js")]:
+        if "mathjax" not in path.parts:
+            used |= set(_ICON_NAME.findall(path.read_text(encoding="utf-8", errors="ignore")))
+    css = css_path.read_text(encoding="utf-8")
+    kept = []
+
+    def keep_if_used(match: re.Match) -> str:
+        names = set(re.findall(r"\.(fa-[a-z0-9-]+):", match.group(0)))
+        if names & used:
+            kept.append(match.group(0))
+            return match.group(0)
+        return ""
+
+    lighter = _ICON_RULE.sub(keep_if_used, css)
+    codepoints = _glyphs("".join(kept)) | _glyphs(_ICON_RULE.sub("", lighter))
+
+    def subset_font(face: re.Match) -> str:
+        found = re.search(r"webfonts/([a-z0-9-]+)\.ttf", face.group(0))
+        source = fonts / f"{found.group(1)}.ttf" if found else None
+        if source is None or not source.exists():
+            return face.group(0)
+        options = subset.Options()
+        options.flavor = "woff"  # zlib; woff2 would need brotli
+        font = subset.load_font(str(source), options)
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=codepoints)
+        subsetter.subset(font)
+        target = source.with_name(f"{source.stem}-book.woff")
+        subset.save_font(font, str(target), options)
+        src = f'src:url(../vendor/fontawesome/webfonts/{target.name}) format("woff")'
+        return re.sub(r"src:[^;}]*", src, face.group(0))
+
+    lighter = _FONT_FACE.sub(subset_font, lighter)
+    css_path.write_text(lighter, encoding="utf-8")
+
+
 def _lighten_site(app, exception) -> None:
     """After the build (and after sphinx-mathjax-offline has copied MathJax): lighter pages."""
     if exception is not None or app.builder.format != "html":
         return
     outdir = Path(app.outdir)
     _lighter_pages(outdir)
+    _subset_icons(outdir)
     _prune_mathjax(outdir)
     _palette_figures(outdir)
 

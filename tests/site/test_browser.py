@@ -214,10 +214,10 @@ def test_page_in_a_real_browser(driver, site_url, page, width):
 
     if width == max(WIDTHS):
         problems += page_weight_problems(driver, site_url)
+        if page in chapter_pages():
+            problems += solution_toggle_problems(driver)  # before the toggles below open
+            problems += code_overflow_problems(driver)
         problems += cut_off_problems(driver)
-    if page in chapter_pages() and width == max(WIDTHS):
-        problems += solution_toggle_problems(driver)
-        problems += code_overflow_problems(driver)
     for check in PAGE_CHECKS.get(page, []):
         if width in getattr(check, "widths", (max(WIDTHS),)):
             check(driver)
