@@ -3,8 +3,8 @@
 :func:`head_explorer_html` writes the weights of every layer and head of a few sentences into
 one self-contained HTML fragment. Three labelled drop-down lists (usable from the keyboard) pick
 a sentence, a layer and a head; a small inline script (no library, nothing fetched) redraws the
-``(T, T)`` map as an SVG grid in the book's attention colour map. The output is deterministic (weights rounded to two decimals), so
-the same inputs always give the same bytes.
+``(T, T)`` map as an SVG grid in the book's attention colour map. The output is deterministic
+(weights rounded to two decimals), so the same inputs always give the same bytes.
 
 Element ids (fixed, for scripts and browser tests): ``head-explorer`` (the container),
 ``head-explorer-sentence``, ``head-explorer-layer``, ``head-explorer-head`` (the three
