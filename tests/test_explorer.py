@@ -33,6 +33,14 @@ def test_html_has_every_fixed_id_and_the_weights():
     assert '<option value="1" selected>' in page and '<option value="2" selected>' in page
 
 
+def test_every_list_has_a_label_tied_to_it():
+    page = explorer.head_explorer_html(SENTENCES)
+    for name in ("sentence", "layer", "head"):
+        assert f'<label for="head-explorer-{name}">' in page
+        assert f'<select id="head-explorer-{name}">' in page
+    assert "style=" not in page  # the book's stylesheet styles it
+
+
 def test_html_is_deterministic_and_loads_nothing():
     page = explorer.head_explorer_html(SENTENCES)
     assert page == explorer.head_explorer_html(SENTENCES)
