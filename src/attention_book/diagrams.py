@@ -219,7 +219,7 @@ def qkv_flow() -> Figure:
 
     X is projected by W_Q, W_K and W_V into Q, K and V; Q Kᵀ, scaled by 1/√d_k and put through a
     row-wise softmax, gives the weights A; A V is the output. The value path runs apart from the
-    score path, so the figure shows that W_V never enters the weights.
+    score path, so the figure shows that W_V never enters the weights of the same layer.
 
     Suggested alt text: "Block diagram of scaled dot-product attention. The token matrix X,
     T by D, feeds three learned projections W_Q, W_K and W_V, giving Q (T by d_k), K (S by d_k)
@@ -274,7 +274,7 @@ def qkv_flow() -> Figure:
         ax,
         2.6,
         1.25,
-        "$W_V$ never enters the weights:\nit only shapes what they mix",
+        "$W_V$ never enters the weights\nof its layer: it only shapes\nwhat they mix",
         ha="left",
         color=value_ink,
     )
