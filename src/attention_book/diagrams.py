@@ -820,11 +820,16 @@ def _draw_combination(
     return average
 
 
-def _frame_axes(ax: Axes, points: torch.Tensor, xlabel: str, ylabel: str, title: str) -> None:
-    """Equal aspect, a margin round ``points`` and the origin, labels and a light grid."""
+def _frame_axes(
+    ax: Axes, points: torch.Tensor, xlabel: str, ylabel: str, title: str, room: float = 0.6
+) -> None:
+    """Equal aspect, a margin round ``points`` and the origin, labels and a light grid.
+
+    ``room`` widens the right margin (in data units) for the labels written there.
+    """
     lo = torch.minimum(points.min(dim=0).values, torch.zeros(2)) - 0.5
     hi = points.max(dim=0).values + 0.5
-    hi[0] += 0.6  # room for the labels on the right
+    hi[0] += room
     ax.set_xlim(lo[0].item(), hi[0].item())
     ax.set_ylim(lo[1].item(), hi[1].item())
     ax.set_aspect("equal")
@@ -929,15 +934,17 @@ def query_key_value_vectors(
     )
     top.annotate(
         "query",
-        (q / 2).tolist(),
-        xytext=(-5, 0),
+        q.tolist(),
+        xytext=(-4, 4),
         textcoords="offset points",
         ha="right",
-        va="center",
+        va="bottom",
         fontsize=NOTE_PT,
         color=query_ink,
     )
-    _frame_axes(top, torch.cat([k, q[None]]), "coordinate 1", "coordinate 2", "Scores: q · k")
+    _frame_axes(
+        top, torch.cat([k, q[None]]), "coordinate 1", "coordinate 2", "Scores: q · k", room=1.0
+    )
     _draw_combination(bottom, v, w, labels)
     _frame_axes(bottom, v, "coordinate 1", "coordinate 2", "Output: weighted average")
     fig.tight_layout()
