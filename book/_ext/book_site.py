@@ -1,13 +1,27 @@
-"""Sphinx extension for the book's site: "et al." citations, one copy of each script.
+"""Sphinx extension for the book's site: "et al." citations, one copy of each script, and a
+light first visit.
 
 A BibTeX author list that ends in ``and others`` reads "Brown et al." both in the text and in the
 bibliography (pybtex's styles would print "Brown and others").
+
+When the build has finished, the pages lose what a reader never uses and everyone downloads: the
+theme's Font Awesome script (1.5 MB; its stylesheet already draws the same icons from local web
+fonts), and, outside the search page, the search index that only the theme's search-as-you-type
+box reads (switched off here). The theme's stylesheet keeps the rules of the icons that the pages
+and scripts name, and its icon fonts shrink to those glyphs (a few dozen of about 2,000). The copy
+of MathJax keeps only the components that the pages load (``mathjax3_config`` in
+``_config.yml``) and those that TeX input may load on demand, and each opaque figure is stored
+with a palette of at most 256 colours (a third of the bytes) when that moves its pixels by less
+than half a level on average.
 """
 
 from __future__ import annotations
 
+import io
+import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pybtex.plugin
 import sphinxcontrib.bibtex.plugin
@@ -121,8 +135,156 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree):
     context["script_files"][:] = unique
 
 
+#: Scripts no page needs: the theme's Font Awesome (its CSS draws the icons from web fonts).
+_UNUSED_SCRIPTS = re.compile(
+    r'[ \t]*<script[^>]*src="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*></script>\n?'
+)
+#: Read only by the theme's search-as-you-type box, which the book leaves off.
+_SEARCH_SCRIPTS = re.compile(
+    r'[ \t]*<script src="[^"]*(?:searchtools\.js|language_data\.js|searchindex\.js)"></script>\n?'
+)
+#: MathJax's loader, which fetches the components that ``mathjax3_config`` in _config.yml names.
+MATHJAX_PATH = "mathjax/startup.js"
+#: The parts of MathJax a page may load: the components named in ``mathjax3_config``, the TeX
+#: extensions that ``autoload`` fetches on demand, and the web fonts of the CommonHTML output.
+MATHJAX_KEEP = (
+    "startup.js",
+    "core.js",
+    "input/tex.js",
+    "input/tex/extensions/",
+    "output/chtml.js",
+    "output/chtml/fonts/tex.js",
+    "output/chtml/fonts/woff-v2/",
+    "a11y/assistive-mml.js",
+)
+#: A figure is stored with a palette when its pixels move by at most this, on average (of 255).
+PALETTE_MEAN_ERROR = 0.5
+
+
+def _lighter_pages(outdir: Path) -> None:
+    for page in outdir.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        lighter = _UNUSED_SCRIPTS.sub("", text)
+        if page.relative_to(outdir).as_posix() != "search.html":
+            lighter = _SEARCH_SCRIPTS.sub("", lighter)
+        if lighter != text:
+            page.write_text(lighter, encoding="utf-8")
+
+
+def _prune_mathjax(outdir: Path) -> None:
+    mathjax = outdir / "_static" / "mathjax"
+    if not (mathjax / "startup.js").exists():
+        return
+    for path in sorted(mathjax.rglob("*"), reverse=True):  # files before their folders
+        name = path.relative_to(mathjax).as_posix()
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif not any(name == keep or name.startswith(keep) for keep in MATHJAX_KEEP):
+            path.unlink()
+
+
+def _palette_figures(outdir: Path) -> None:
+    from PIL import Image, ImageChops, ImageStat
+
+    for path in (outdir / "_images").glob("*.png"):
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("RGB", "RGBA"):
+                continue
+            if image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255:
+                continue  # a transparent figure keeps its alpha channel
+            info, rgb = image.info, image.convert("RGB")
+        palette = rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        difference = ImageChops.difference(rgb, palette.convert("RGB"))
+        if max(ImageStat.Stat(difference).mean) > PALETTE_MEAN_ERROR:
+            continue
+        buffer = io.BytesIO()
+        palette.save(buffer, "PNG", optimize=True, dpi=info.get("dpi", (72, 72)))
+        if buffer.tell() < path.stat().st_size:
+            path.write_bytes(buffer.getvalue())
+
+
+#: One icon's rule in the theme's stylesheet: ``.fa-github:before{content:"\\f09b"}``.
+_ICON_RULE = re.compile(r'(?:\.fa-[a-z0-9-]+:(?:before|after),?)+\{content:"[^"]*"\}')
+_ICON_NAME = re.compile(r"fa-[a-z0-9-]+")
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+_FONT_FACE = re.compile(r"@font-face\{[^}]*\}")
+
+
+def _glyphs(text: str) -> set[int]:
+    """The icon code points that CSS text holds, escaped (``"\\f09b"``) or as characters."""
+    escaped = {int(h, 16) for h in re.findall(r'"\\([0-9a-f]{4})"', text)}
+    return escaped | {ord(c) for c in _PRIVATE_USE.findall(text)}
+
+
+def _subset_icons(outdir: Path) -> None:
+    """Keep the icon rules and glyphs that the built pages and their scripts use."""
+    static = outdir / "_static"
+    css_path = static / "styles" / "pydata-sphinx-theme.css"
+    fonts = static / "vendor" / "fontawesome" / "webfonts"
+    if not css_path.exists() or not fonts.is_dir():
+        return
+    from fontTools import subset
+
+    used = set()
+    for path in [*outdir.rglob("*.html"), *static.rglob("*.js")]:
+        if "mathjax" not in path.parts:
+            used |= set(_ICON_NAME.findall(path.read_text(encoding="utf-8", errors="ignore")))
+    css = css_path.read_text(encoding="utf-8")
+    kept = []
+
+    def keep_if_used(match: re.Match) -> str:
+        names = set(re.findall(r"\.(fa-[a-z0-9-]+):", match.group(0)))
+        if names & used:
+            kept.append(match.group(0))
+            return match.group(0)
+        return ""
+
+    lighter = _ICON_RULE.sub(keep_if_used, css)
+    codepoints = _glyphs("".join(kept)) | _glyphs(_ICON_RULE.sub("", lighter))
+
+    def subset_font(face: re.Match) -> str:
+        found = re.search(r"webfonts/([a-z0-9-]+)\.ttf", face.group(0))
+        source = fonts / f"{found.group(1)}.ttf" if found else None
+        if source is None or not source.exists():
+            return face.group(0)
+        options = subset.Options()
+        options.flavor = "woff"  # zlib; woff2 would need brotli
+        font = subset.load_font(str(source), options)
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=codepoints)
+        subsetter.subset(font)
+        target = source.with_name(f"{source.stem}-book.woff")
+        subset.save_font(font, str(target), options)
+        src = f'src:url(../vendor/fontawesome/webfonts/{target.name}) format("woff")'
+        return re.sub(r"src:[^;}]*", src, face.group(0))
+
+    lighter = _FONT_FACE.sub(subset_font, lighter)
+    css_path.write_text(lighter, encoding="utf-8")
+
+
+def _lighten_site(app, exception) -> None:
+    """After the build (and after sphinx-mathjax-offline has copied MathJax): lighter pages."""
+    if exception is not None or app.builder.format != "html":
+        return
+    outdir = Path(app.outdir)
+    _lighter_pages(outdir)
+    _subset_icons(outdir)
+    _prune_mathjax(outdir)
+    _palette_figures(outdir)
+
+
+def _load_mathjax_in_parts(app) -> None:
+    """sphinx-mathjax-offline points every page at its 1.2 MB bundle in its ``setup``; load the
+    parts that ``mathjax3_config`` names instead."""
+    app.config.mathjax_path = MATHJAX_PATH
+
+
 def setup(app):
+    app.connect("builder-inited", _load_mathjax_in_parts)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)  # after the others
+    app.connect("build-finished", _lighten_site, priority=900)  # after MathJax is copied
     pybtex.plugin.register_plugin("pybtex.style.labels", "author_year", AuthorYearLabelStyle)
     pybtex.plugin.register_plugin("pybtex.style.formatting", "book", BookBibliographyStyle)
     sphinxcontrib.bibtex.plugin.register_plugin(

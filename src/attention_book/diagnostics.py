@@ -5,8 +5,8 @@ behaves during training:
 
 * its **entropy**: ``log S`` when the weights are uniform over ``S`` keys, 0 when one key
   takes all the weight (a saturated softmax);
-* the **Jacobian of softmax**, ``diag(s) - s sᵀ``, through which every gradient reaches the
-  scores; it vanishes as the weights become one-hot.
+* the **Jacobian of softmax**, ``diag(w) - w wᵀ`` for weights ``w``, through which every
+  gradient reaches the scores ``s``; it vanishes as the weights become one-hot.
 """
 
 from __future__ import annotations
@@ -71,25 +71,26 @@ def attention_entropy(weights: Tensor, dim: int = -1) -> Tensor:
 def softmax_jacobian(weights: Tensor) -> Tensor:
     """Jacobian of softmax along the last dimension, computed from its output.
 
-    If ``s = softmax(x)`` then ``∂s_i/∂x_j = s_i (δ_ij - s_j)``, that is ``diag(s) - s sᵀ``.
-    It depends on ``x`` only through ``s``, which is why the weights are the argument.
+    With scores ``s`` and weights ``w = softmax(s)`` (chapter 5's letters),
+    ``∂w_i/∂s_j = w_i (δ_ij - w_j)``, that is ``diag(w) - w wᵀ``. It depends on ``s`` only
+    through ``w``, which is why the weights are the argument.
 
-    The diagonal ``s_i (1 - s_i)`` is computed as ``s_i · Σ_{j≠i} s_j``. The two are equal
-    when the weights sum to 1, but ``1 - s_i`` cancels catastrophically when ``s_i`` is within
-    rounding of 1: in float64, ``softmax([0, -40])`` has ``s_0 == 1.0`` exactly, so ``1 - s_0``
-    is 0 although ``s_1 ≈ 4e-18`` is not. The sum of the other weights keeps every digit.
+    The diagonal ``w_i (1 - w_i)`` is computed as ``w_i · Σ_{j≠i} w_j``. The two are equal
+    when the weights sum to 1, but ``1 - w_i`` cancels catastrophically when ``w_i`` is within
+    rounding of 1: in float64, ``softmax([0, -40])`` has ``w_0 == 1.0`` exactly, so ``1 - w_0``
+    is 0 although ``w_1 ≈ 4e-18`` is not. The sum of the other weights keeps every digit.
 
     Args:
-        weights: softmax outputs ``s`` of shape ``(..., n)``; each last-dimension slice is
+        weights: softmax outputs ``w`` of shape ``(..., n)``; each last-dimension slice is
             non-negative and sums to 1 (or is all zero, which gives a zero Jacobian).
 
     Returns:
-        ``(..., n, n)`` tensor ``J`` with ``J[..., i, j] = ∂s_i/∂x_j``. It is symmetric and its
+        ``(..., n, n)`` tensor ``J`` with ``J[..., i, j] = ∂w_i/∂s_j``. It is symmetric and its
         rows and columns sum to 0.
     """
-    s = _check_weights(weights, -1)
-    n = s.shape[-1]
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=s.device)  # (n, n)
-    outer = s.unsqueeze(-1) * s.unsqueeze(-2)  # (..., n, 1) * (..., 1, n) -> (..., n, n)
-    others = (s.unsqueeze(-2) * off_diagonal).sum(dim=-1)  # (..., 1, n) -> (..., n, n) -> (..., n)
-    return torch.diag_embed(s * others) - outer * off_diagonal  # (..., n) -> (..., n, n)
+    w = _check_weights(weights, -1)
+    n = w.shape[-1]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=w.device)  # (n, n)
+    outer = w.unsqueeze(-1) * w.unsqueeze(-2)  # (..., n, 1) * (..., 1, n) -> (..., n, n)
+    others = (w.unsqueeze(-2) * off_diagonal).sum(dim=-1)  # (..., 1, n) -> (..., n, n) -> (..., n)
+    return torch.diag_embed(w * others) - outer * off_diagonal  # (..., n) -> (..., n, n)

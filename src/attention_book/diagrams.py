@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
@@ -218,7 +219,7 @@ def qkv_flow() -> Figure:
 
     X is projected by W_Q, W_K and W_V into Q, K and V; Q Kᵀ, scaled by 1/√d_k and put through a
     row-wise softmax, gives the weights A; A V is the output. The value path runs apart from the
-    score path, so the figure shows that W_V never enters the weights.
+    score path, so the figure shows that W_V never enters the weights of the same layer.
 
     Suggested alt text: "Block diagram of scaled dot-product attention. The token matrix X,
     T by D, feeds three learned projections W_Q, W_K and W_V, giving Q (T by d_k), K (S by d_k)
@@ -273,7 +274,7 @@ def qkv_flow() -> Figure:
         ax,
         2.6,
         1.25,
-        "$W_V$ never enters the weights:\nit only shapes what they mix",
+        "$W_V$ never enters the weights\nof its layer: it only shapes\nwhat they mix",
         ha="left",
         color=value_ink,
     )
@@ -512,4 +513,439 @@ def encoder_decoder() -> Figure:
     _arrow(ax, [linear.top, soft.bottom])
     _arrow(ax, [soft.top, (dec_x, 4.95)])
     _note(ax, dec_x, 5.0, r"next tokens: $y_1\ y_2\ \cdots$ <eos>", va="bottom")
+    return fig
+
+
+#: The most tokens :func:`recurrence_vs_attention` and :func:`score_grid` draw.
+MAX_TOKENS = 6
+
+
+def _check_tokens(tokens: Sequence[str]) -> list[str]:
+    """``tokens`` as a list of 2 to :data:`MAX_TOKENS` non-empty strings, else ValueError."""
+    if isinstance(tokens, str) or not all(isinstance(t, str) and t for t in tokens):
+        raise ValueError(f"tokens must be a sequence of non-empty strings, got {tokens!r}")
+    tokens = list(tokens)
+    if not 2 <= len(tokens) <= MAX_TOKENS:
+        raise ValueError(f"tokens must hold 2 to {MAX_TOKENS} strings, got {len(tokens)}")
+    return tokens
+
+
+def recurrence_vs_attention(num_tokens: int = 5) -> Figure:
+    """Draw an unrolled RNN above one self-attention layer, with their path lengths.
+
+    In the RNN, x_1 reaches the last state h_n only through n - 1 recurrent steps, and the n
+    states are computed one after another. In self-attention every output y_j is connected to
+    every input x_i by one step, and all outputs are computed at once.
+
+    Args:
+        num_tokens: n, the number of tokens drawn (2 to :data:`MAX_TOKENS`).
+
+    Suggested alt text (for n = 5): "Two diagrams, one above the other. Above, an unrolled
+    recurrent network: inputs x_1 to x_5 each feed a hidden state h_1 to h_5, and each state
+    feeds the next, so the path from x_1 to h_5 is highlighted through all five states; a note
+    says: 5 sequential steps, path from x_1 to h_5 of length 5. Below, one self-attention layer:
+    every input x_1 to x_5 is joined by a line to every output y_1 to y_5, and the line from x_1
+    to y_5 is highlighted; a note says: 1 step for all outputs at once, path length 1 between
+    any two tokens."
+
+    Returns:
+        The figure (6.5 x 4.4 inches).
+
+    Raises:
+        ValueError: if ``num_tokens`` is not an int from 2 to :data:`MAX_TOKENS`.
+    """
+    n = validation.check_int("num_tokens", num_tokens, minimum=2)
+    if n > MAX_TOKENS:
+        raise ValueError(f"num_tokens must be at most {MAX_TOKENS}, got {n}")
+    fig, ax = _canvas(6.5, 4.4, "Paths between tokens: recurrence against attention")
+    xs = [0.45 + 0.68 * i for i in range(n)]
+    path_ink = COLOURS["attention"][1]
+    # the unrolled RNN: inputs at y = 2.45, states at y = 3.3
+    _note(ax, 0.08, 3.85, "recurrent network, unrolled", ha="left", style="italic")
+    states = []
+    for i, x in enumerate(xs):
+        inp = _box(ax, x, 2.45, 0.5, 0.4, f"$x_{i + 1}$", "tensor")
+        states.append(_box(ax, x, 3.3, 0.5, 0.4, f"$h_{i + 1}$", "feedforward"))
+        _arrow(ax, [inp.top, states[-1].bottom], color=path_ink if i == 0 else _INK)
+        if i:
+            _arrow(ax, [states[i - 1].right, states[i].left], color=path_ink)
+    notes_x = xs[-1] + 0.5
+    _note(
+        ax,
+        notes_x,
+        2.88,
+        f"$n = {n}$ steps, one after another\n"
+        f"path from $x_1$ to $h_{n}$: {n} steps\n"
+        "(grows like $n$)",
+        ha="left",
+    )
+    # one self-attention layer: inputs at y = 0.4, outputs at y = 1.55
+    _note(ax, 0.08, 2.0, "one self-attention layer", ha="left", style="italic")
+    ins = [_box(ax, x, 0.4, 0.5, 0.4, f"$x_{i + 1}$", "tensor") for i, x in enumerate(xs)]
+    outs = [_box(ax, x, 1.55, 0.5, 0.4, f"$y_{i + 1}$", "attention") for i, x in enumerate(xs)]
+    for i, a in enumerate(ins):
+        for j, b in enumerate(outs):
+            if (i, j) != (0, n - 1):
+                _line(ax, [a.top, b.bottom], color="#B0B0B0")
+    _arrow(ax, [ins[0].top, outs[-1].bottom], color=path_ink)
+    _note(
+        ax,
+        notes_x,
+        0.98,
+        "1 step computes every $y_j$ at once\n"
+        f"path from $x_1$ to $y_{n}$: 1 step\n"
+        "(the same for any two tokens)",
+        ha="left",
+    )
+    return fig
+
+
+def score_grid(
+    tokens: Sequence[str] = ("She", "went", "to", "the", "market"), row: int = 1
+) -> Figure:
+    """Draw the score matrix QKᵀ as a grid: one row per query, one column per key.
+
+    Cell (t, s) holds q_t · k_s. The row of query ``row`` is highlighted: it holds all the
+    scores of that query, and the softmax runs along it.
+
+    Args:
+        tokens: the T = S words of the sentence (2 to :data:`MAX_TOKENS`).
+        row: the index of the query whose row is highlighted.
+
+    Suggested alt text (for "She went to the market"): "A five by five grid, the score matrix
+    Q K-transpose of the sentence 'She went to the market'. The rows are the queries q_1 to
+    q_5, one per word; the columns are the keys k_1 to k_5 of the same words. Each cell holds
+    the dot product q_t dot k_s. The row of 'went' is highlighted, and notes say that a row
+    holds the scores of one query against every key, that the softmax runs along each row, and
+    that the grid is T by S, 25 dot products in one matrix product of Q (T by d_k) and
+    K-transpose (d_k by S)."
+
+    Returns:
+        The figure (6.5 x 3.9 inches).
+
+    Raises:
+        ValueError: for fewer than 2 or more than :data:`MAX_TOKENS` tokens, or a bad ``row``.
+    """
+    tokens = _check_tokens(tokens)
+    n = len(tokens)
+    row = validation.check_int("row", row, minimum=0)
+    if row >= n:
+        raise ValueError(f"row must be below the number of tokens {n}, got {row}")
+    fig, ax = _canvas(6.5, 3.9, r"The score matrix $QK^{\top}$: one row per query")
+    cw, ch, x0, y_head = 0.68, 0.42, 1.62, 3.05
+    top = y_head - 0.3 - ch / 2 - 0.06
+    for s, word in enumerate(tokens):
+        _box(ax, x0 + cw * s, y_head, cw, 0.6, f"$k_{s + 1}$", "tensor", word)
+    for t, word in enumerate(tokens):
+        y = top - ch * t
+        _box(ax, 0.62, y, 1.08, ch, f"{word}: $q_{t + 1}$", "tensor")
+        for s in range(n):
+            kind = "attention" if t == row else "op"
+            _box(ax, x0 + cw * s, y, cw, ch, rf"$q_{t + 1}\cdot k_{s + 1}$", kind)
+    right = x0 + cw * (n - 0.5) + 0.12
+    _note(
+        ax,
+        right,
+        top - ch * row,
+        f"row {row + 1}: the scores of\n'{tokens[row]}' against every\nkey; the softmax runs\n"
+        "along each row",
+        ha="left",
+    )
+    _note(
+        ax,
+        right,
+        top - ch * (n - 1) + 0.05,
+        rf"$T\times S$ = {n * n} dot products" + "\nin one matrix product",
+        ha="left",
+    )
+    _note(
+        ax,
+        0.08,
+        0.14,
+        r"$Q$ is $T\times d_k$ (one query per row), $K^{\top}$ is $d_k\times S$ "
+        r"(one key per column); here $S = T$.",
+        ha="left",
+        style="italic",
+    )
+    return fig
+
+
+def mask_broadcast() -> Figure:
+    """Draw how a (B, 1, S) key mask broadcasts over the T queries of the (B, T, S) scores.
+
+    Two sentences of S = 6 slots, the second one padded: each has one mask row, which
+    broadcasting repeats for every query, so the pad's column is masked in every row.
+
+    Suggested alt text: "For each of two sentences, a mask row of six cells, 1 for a real token
+    and 0 for a pad, with shape (B, 1, S). An arrow labelled 'repeated for every query' leads
+    to a six by six grid of scores (B, T, S), one row per query. In the first sentence every
+    cell is kept. In the second sentence, whose last slot is a pad, the whole last column is
+    masked: no query attends to the pad, whose weight is 0. A note says that a (B, S) mask
+    would be read as (1, B, S), putting the sentence axis on the query axis."
+
+    Returns:
+        The figure (6.5 x 4.9 inches).
+    """
+    fig, ax = _canvas(6.5, 4.9, "A $(B, 1, S)$ key mask broadcast to $(B, T, S)$")
+    size, n = 0.24, 6
+    grid_x = 3.3
+    lengths = (6, 5)
+    for b, length in enumerate(lengths):
+        y_top = 4.05 - b * 1.85
+        _note(ax, 0.1, y_top - 0.3, f"sentence {b + 1}", ha="left", style="italic")
+        mask_y = y_top - 0.75
+        for s in range(n):
+            real = s < length
+            _box(
+                ax,
+                0.35 + size * s + size / 2,
+                mask_y,
+                size,
+                size,
+                "1" if real else "0",
+                "tensor" if real else "op",
+            )
+        _note(ax, 0.35, mask_y - 0.3, "mask row $(1, S)$", ha="left")
+        _arrow(ax, [(1.95, mask_y), (grid_x - 0.12, mask_y)])
+        _note(ax, 2.6, mask_y + 0.2, "repeated for\nevery query", va="bottom")
+        for t in range(n):
+            for s in range(n):
+                real = s < length
+                _box(
+                    ax,
+                    grid_x + size * s + size / 2,
+                    y_top - 0.15 - size * t - size / 2,
+                    size,
+                    size,
+                    "",
+                    "softmax" if real else "op",
+                )
+        note = "every key kept" if length == n else "the pad's column:\nweight 0 for\nevery query"
+        _note(ax, grid_x + size * n + 0.15, mask_y, note, ha="left")
+    _note(ax, grid_x + size * n / 2, 3.97, "scores $(B, T, S)$:\none row per query", va="bottom")
+    _note(
+        ax,
+        0.08,
+        0.14,
+        "A $(B, S)$ mask would be read as $(1, B, S)$: its sentence axis would land on the "
+        "query axis.",
+        ha="left",
+        style="italic",
+    )
+    return fig
+
+
+def _check_points(name: str, points: object, dims: int = 2) -> torch.Tensor:
+    """``points`` as a float64 tensor of shape (N, 2) (or (2,) when ``dims`` is 1)."""
+    t = torch.as_tensor(points, dtype=torch.float64)
+    want = (2,) if dims == 1 else (None, 2)
+    if t.dim() != dims or t.shape[-1] != 2 or (dims == 2 and t.shape[0] < 1):
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite, got {t.tolist()}")
+    return t
+
+
+def _check_weights(weights: object, n: int) -> torch.Tensor:
+    """``weights`` as float64 (n,), non-negative and summing to 1 (to 1e-3)."""
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    if w.shape != (n,):
+        raise ValueError(f"weights must have shape ({n},), one per point, got {tuple(w.shape)}")
+    if (w < 0).any() or abs(w.sum().item() - 1) > 1e-3:
+        raise ValueError(f"weights must be non-negative and sum to 1, got {w.tolist()}")
+    return w
+
+
+def convex_hull(points: torch.Tensor) -> torch.Tensor:
+    """The corners of the convex hull of 2-D points, counter-clockwise (monotone chain).
+
+    Args:
+        points: (N, 2).
+
+    Returns:
+        (M, 2), the corners in order, without repeating the first; M <= N.
+    """
+    pts = sorted({(float(x), float(y)) for x, y in _check_points("points", points).tolist()})
+    if len(pts) < 3:
+        return torch.tensor(pts, dtype=torch.float64)
+
+    def cross(o: tuple, a: tuple, b: tuple) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list = []
+    upper: list = []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return torch.tensor(lower[:-1] + upper[:-1], dtype=torch.float64)
+
+
+def _draw_combination(
+    ax: Axes, points: torch.Tensor, weights: torch.Tensor, labels: Sequence[str]
+) -> torch.Tensor:
+    """Shade the hull of ``points``, mark each with its label and weight, star the average."""
+    hull = convex_hull(points)
+    face, edge = COLOURS["softmax"]
+    if len(hull) >= 3:
+        ax.fill(hull[:, 0], hull[:, 1], facecolor=face, edgecolor=edge, lw=1.2, zorder=1)
+    ax.scatter(points[:, 0], points[:, 1], color=_INK, s=25, zorder=3)
+    average = weights @ points  # (N,) @ (N, 2) -> (2,)
+    for (x, y), w, label in zip(points.tolist(), weights.tolist(), labels, strict=True):
+        # each label sits on the side of its point away from the average
+        right, up = x >= average[0].item(), y >= average[1].item()
+        ax.annotate(
+            f"{label} ({w:.2f})",
+            (x, y),
+            xytext=(6 if right else -6, 6 if up else -16),
+            textcoords="offset points",
+            ha="left" if right else "right",
+            fontsize=NOTE_PT,
+            color=_INK,
+        )
+    ink = COLOURS["attention"][1]
+    ax.scatter([average[0]], [average[1]], marker="*", s=220, color=ink, zorder=4)
+    ax.annotate(
+        "weighted average",
+        average.tolist(),
+        xytext=(8, -14),
+        textcoords="offset points",
+        fontsize=NOTE_PT,
+        color=ink,
+    )
+    return average
+
+
+def _frame_axes(
+    ax: Axes, points: torch.Tensor, xlabel: str, ylabel: str, title: str, room: float = 0.6
+) -> None:
+    """Equal aspect, a margin round ``points`` and the origin, labels and a light grid.
+
+    ``room`` widens the right margin (in data units) for the labels written there.
+    """
+    lo = torch.minimum(points.min(dim=0).values, torch.zeros(2)) - 0.5
+    hi = points.max(dim=0).values + 0.5
+    hi[0] += room
+    ax.set_xlim(lo[0].item(), hi[0].item())
+    ax.set_ylim(lo[1].item(), hi[1].item())
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
+def weighted_average_in_hull(
+    points: object,
+    weights: object,
+    labels: Sequence[str],
+    xlabel: str = "coordinate 1",
+    ylabel: str = "coordinate 2",
+    title: str = "A weighted average lies inside the convex hull",
+) -> Figure:
+    """Draw 2-D points, their convex hull (shaded) and their weighted average (a star).
+
+    Whatever non-negative weights summing to 1 are used, the average lies in the hull: this is
+    what makes an attention output a blend of the values and never something outside them.
+
+    Args:
+        points: (N, 2) the vectors averaged.
+        weights: (N,) non-negative, summing to 1.
+        labels: N names, written next to the points with their weights.
+        xlabel, ylabel, title: the axes' labels and title.
+
+    Suggested alt text: "Points in the plane, each labelled with its name and weight, with the
+    polygon that encloses them shaded; a star marks the weighted average, inside the polygon."
+
+    Returns:
+        The figure (6.4 x 4.2 inches).
+
+    Raises:
+        ValueError: for points not of shape (N, 2), bad weights or a wrong number of labels.
+    """
+    pts = _check_points("points", points)
+    w = _check_weights(weights, len(pts))
+    if len(labels) != len(pts):
+        raise ValueError(f"need one label per point: {len(labels)} labels, {len(pts)} points")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    _draw_combination(ax, pts, w, labels)
+    _frame_axes(ax, pts, xlabel, ylabel, title)
+    fig.tight_layout()
+    return fig
+
+
+def query_key_value_vectors(
+    query: object, keys: object, values: object, weights: object, labels: Sequence[str]
+) -> Figure:
+    """Draw a small 2-D attention step: the query and keys above, the values and output below.
+
+    Left: the query and the keys as arrows from the origin; each key's score is its dot product
+    with the query (dotted: its shadow on the query). Right: the values, their convex hull, and
+    the output, the weighted average of the values under the attention weights.
+
+    Args:
+        query: (2,), the query vector.
+        keys: (S, 2), one key per word.
+        values: (S, 2), one value per word.
+        weights: (S,), the attention weights (non-negative, summing to 1).
+        labels: S words.
+
+    Suggested alt text: "Two panels. Left, the query of 'it' and the keys of the other words
+    drawn as arrows from the origin, each key labelled with its score, its dot product with the
+    query. Right, the values of the same words with the triangle they span shaded, each labelled
+    with its weight, and a star for the output, their weighted average, inside the triangle."
+
+    Returns:
+        The figure (6.8 x 3.9 inches).
+
+    Raises:
+        ValueError: for vectors of the wrong shape, bad weights or a wrong number of labels.
+    """
+    q = _check_points("query", query, dims=1)
+    k = _check_points("keys", keys)
+    v = _check_points("values", values)
+    if k.shape != v.shape:
+        raise ValueError(f"keys {tuple(k.shape)} and values {tuple(v.shape)} must match")
+    w = _check_weights(weights, len(k))
+    if len(labels) != len(k):
+        raise ValueError(f"need one label per key: {len(labels)} labels, {len(k)} keys")
+    fig, (top, bottom) = plt.subplots(1, 2, figsize=(6.8, 3.9))
+    key_ink, query_ink = COLOURS["linear"][1], COLOURS["attention"][1]
+    for i, (key, label) in enumerate(zip(k, labels, strict=True)):
+        top.annotate("", key.tolist(), (0, 0), arrowprops={"arrowstyle": "-|>", "color": key_ink})
+        score = (q @ key).item()
+        # the score is the length of the key's shadow on the query, times |q|
+        shadow = score / (q @ q).item() * q
+        top.plot(*zip(key.tolist(), shadow.tolist(), strict=True), ":", color=key_ink, lw=1)
+        top.annotate(
+            f"{label}: score {score:g}",
+            key.tolist(),
+            xytext=(6, 4 if i % 2 == 0 else -14),
+            textcoords="offset points",
+            fontsize=NOTE_PT,
+            color=key_ink,
+        )
+    top.annotate(
+        "", q.tolist(), (0, 0), arrowprops={"arrowstyle": "-|>", "color": query_ink, "lw": 2}
+    )
+    top.annotate(
+        "query",
+        q.tolist(),
+        xytext=(-4, 4),
+        textcoords="offset points",
+        ha="right",
+        va="bottom",
+        fontsize=NOTE_PT,
+        color=query_ink,
+    )
+    _frame_axes(
+        top, torch.cat([k, q[None]]), "coordinate 1", "coordinate 2", "Scores: q · k", room=1.0
+    )
+    _draw_combination(bottom, v, w, labels)
+    _frame_axes(bottom, v, "coordinate 1", "coordinate 2", "Output: weighted average")
+    fig.tight_layout()
     return fig

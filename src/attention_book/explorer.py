@@ -1,10 +1,10 @@
 """An interactive attention-head explorer for a static web page: HTML, inline script, no server.
 
 :func:`head_explorer_html` writes the weights of every layer and head of a few sentences into
-one self-contained HTML fragment. Three drop-down lists pick a sentence, a layer and a head; a
-small inline script (no library, nothing fetched) redraws the ``(T, T)`` map as an SVG grid in the
-book's attention colour map. The output is deterministic (weights rounded to two decimals), so
-the same inputs always give the same bytes.
+one self-contained HTML fragment. Three labelled drop-down lists (usable from the keyboard) pick
+a sentence, a layer and a head; a small inline script (no library, nothing fetched) redraws the
+``(T, T)`` map as an SVG grid in the book's attention colour map. The output is deterministic
+(weights rounded to two decimals), so the same inputs always give the same bytes.
 
 Element ids (fixed, for scripts and browser tests): ``head-explorer`` (the container),
 ``head-explorer-sentence``, ``head-explorer-layer``, ``head-explorer-head`` (the three
@@ -22,7 +22,7 @@ import matplotlib
 import torch
 from torch import Tensor
 
-from attention_book import plots
+from attention_book import plots, validation
 
 #: The ids of the explorer's elements.
 IDS = (
@@ -106,12 +106,22 @@ def head_explorer_html(
     """
     if not sentences:
         raise ValueError("sentences must hold at least one sentence")
+    layer = validation.check_non_negative_int("layer", layer)  # not 1.0, not True
+    head = validation.check_non_negative_int("head", head)
     shapes = set()
     for label, (tokens, weights) in sentences.items():
         T = len(tokens)
         if not isinstance(weights, Tensor) or weights.dim() != 4 or weights.shape[2:] != (T, T):
             got = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
             raise ValueError(f"{label!r}: weights must be (N, H, T={T}, T={T}), got {got}")
+        validation.check_float_tensor(f"{label!r}: weights", weights)
+        rows = weights.sum(-1)  # (N, H, T): 1 for softmax rows, 0 for a row that reads nothing
+        ok = torch.isclose(rows, torch.ones_like(rows), atol=1e-3) | (rows == 0)
+        if not (torch.isfinite(weights).all() and (weights >= 0).all() and ok.all()):
+            raise ValueError(
+                f"{label!r}: weights must be attention weights (finite, at least 0, rows "
+                f"summing to 1), not raw scores or NaN"
+            )
         shapes.add(tuple(weights.shape[:2]))
     if len(shapes) != 1:
         raise ValueError(f"every sentence needs the same (layers, heads), got {sorted(shapes)}")
@@ -132,18 +142,23 @@ def head_explorer_html(
         ],
     }
     data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
-    select = 'style="margin-right:1em"'
+    controls = "".join(
+        f'<span class="head-explorer-control"><label for="head-explorer-{name}">{title}</label>'
+        f'<select id="head-explorer-{name}">{options}</select></span>'
+        for name, title, options in (
+            ("sentence", "Sentence", _options(list(sentences), 0)),
+            ("layer", "Layer", _options([str(i) for i in range(N)], layer)),
+            ("head", "Head", _options([str(i) for i in range(H)], head)),
+        )
+    )
     return (
-        '<div id="head-explorer" style="font-family:sans-serif;font-size:14px">'
-        f'<label>Sentence <select id="head-explorer-sentence" {select}>'
-        f"{_options(list(sentences), 0)}</select></label>"
-        f'<label>Layer <select id="head-explorer-layer" {select}>'
-        f"{_options([str(i) for i in range(N)], layer)}</select></label>"
-        f'<label>Head <select id="head-explorer-head" {select}>'
-        f"{_options([str(i) for i in range(H)], head)}</select></label>"
+        # The book's stylesheet (_static/book.css) styles these classes and ids; the fragment
+        # also works without it, in Jupyter or Colab.
+        '<div id="head-explorer" role="group" aria-label="Attention-head explorer">'
+        f'<div class="head-explorer-controls">{controls}</div>'
         '<div><svg id="head-explorer-map" role="img" aria-label="Attention map of the chosen '
         'layer and head" xmlns="http://www.w3.org/2000/svg"></svg></div>'
-        '<p id="head-explorer-caption"></p>'
+        '<p id="head-explorer-caption" aria-live="polite"></p>'
         f'<script type="application/json" id="head-explorer-data">{data}</script>'
         f"<script>{_SCRIPT}</script>"
         "</div>"

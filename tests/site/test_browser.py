@@ -3,8 +3,10 @@
 Every page of the table of contents is loaded at 1280 and at 390 px wide from a local HTTP server
 (127.0.0.1, started and stopped here), and must show no console error, render every expression
 with MathJax, load every figure, never scroll sideways, and (on chapters) open a solution when
-its toggle is clicked. At 1280 px, figure text must come out at 9 px or more and no code cell may
-scroll sideways. A screenshot of every page and width goes to _build/screenshots/.
+its toggle is clicked. Figure text must come out at 9 px or more at 1280 px and at 7 px or more
+at 390 px. At 1280 px, no code cell, printed output or code block may be cut off at the right
+edge, and a first visit to a page (an empty cache: the page, its scripts, styles, fonts and
+images) may load at most 2 MB. A screenshot of every page and width goes to _build/screenshots/.
 
 Checks for one page (an interactive widget, say) go in PAGE_CHECKS::
 
@@ -27,7 +29,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 from site_pages import HTML, ROOT, chapter_pages, require_site, toc_pages
@@ -36,7 +38,10 @@ from attention_book import plots
 
 WIDTHS = (1280, 390)
 HEIGHT = 900
-MIN_TEXT_PX = 9.0
+#: The smallest figure text, in CSS px, at each width: a phone shows a little less.
+MIN_TEXT_PX = {1280: 9.0, 390: 7.0}
+#: A first visit to a page, with an empty cache, loads at most this many bytes.
+PAGE_BUDGET_BYTES = 2_000_000
 LOAD_TIMEOUT_S = 60
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROME_FLAGS = (
@@ -55,12 +60,16 @@ CHROME_FLAGS = (
 PAGE_CHECKS: dict[str, list[Callable]] = {}
 
 
-def page_check(page: str) -> Callable[[Callable], Callable]:
-    """Register ``check(driver)`` for ``page`` (its path in _toc.yml, without suffix)."""
+def page_check(page: str, width: int = WIDTHS[0]) -> Callable[[Callable], Callable]:
+    """Register ``check(driver)`` for ``page`` (its path in _toc.yml, without suffix), run at
+    ``width`` px."""
     assert page in toc_pages(), f"{page} is not in _toc.yml"
+    assert width in WIDTHS, f"{width} is not one of {WIDTHS}"
 
     def register(check: Callable) -> Callable:
-        PAGE_CHECKS.setdefault(page, []).append(check)
+        check.widths = (*getattr(check, "widths", ()), width)
+        if check not in PAGE_CHECKS.setdefault(page, []):
+            PAGE_CHECKS[page].append(check)
         return check
 
     return register
@@ -120,6 +129,8 @@ def driver(site_url):
     options.add_argument(f"--window-size={WIDTHS[0]},{HEIGHT}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
+    chrome.execute_cdp_cmd("Network.enable", {})
+    chrome.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})  # first visits
     chrome.set_page_load_timeout(LOAD_TIMEOUT_S)
     chrome.set_script_timeout(LOAD_TIMEOUT_S)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -181,13 +192,12 @@ def test_page_in_a_real_browser(driver, site_url, page, width):
             i.complete && i.naturalWidth > 0, i.naturalWidth, i.getBoundingClientRect().width]);"""
     )
     problems += [f"figure not loaded: {src}" for src, ok, *_ in figures if not ok]
-    if width == max(WIDTHS):
-        for src, ok, natural, shown in figures:
-            path = (HTML / page).parent / urlsplit(src).path
-            if ok and path.suffix == ".png" and path.exists():
-                text_px = plots.MIN_FONT_PT / 72 * png_dpi(path) * shown / natural
-                if text_px < MIN_TEXT_PX - 0.05:
-                    problems.append(f"{src}: its smallest text shows at {text_px:.1f} px")
+    for src, ok, natural, shown in figures:
+        path = (HTML / page).parent / urlsplit(src).path
+        if ok and path.suffix == ".png" and path.exists():
+            text_px = plots.MIN_FONT_PT / 72 * png_dpi(path) * shown / natural
+            if text_px < MIN_TEXT_PX[width] - 0.05:
+                problems.append(f"{src}: its smallest text shows at {text_px:.1f} px")
 
     overflow = driver.execute_script(
         """const view = document.documentElement.clientWidth;
@@ -202,14 +212,66 @@ def test_page_in_a_real_browser(driver, site_url, page, width):
             f"the page scrolls sideways: {overflow[0]} > {overflow[1]} px: {overflow[2]}"
         )
 
-    if page in chapter_pages() and width == max(WIDTHS):
-        problems += solution_toggle_problems(driver)
-        problems += code_overflow_problems(driver)
-        for check in PAGE_CHECKS.get(page, []):
+    if width == max(WIDTHS):
+        problems += page_weight_problems(driver, site_url)
+        if page in chapter_pages():
+            problems += solution_toggle_problems(driver)  # before the toggles below open
+            problems += code_overflow_problems(driver)
+        problems += cut_off_problems(driver)
+    for check in PAGE_CHECKS.get(page, []):
+        if width in getattr(check, "widths", (max(WIDTHS),)):
             check(driver)
 
     driver.save_screenshot(str(SCREENSHOTS / f"{page.replace('/', '_')}-{width}.png"))
     assert not problems, f"{page} at {width} px:\n" + "\n".join(problems)
+
+
+def page_weight_problems(driver, site_url: str) -> list[str]:
+    """What a first visit loads: the page and every file it fetched, images included, sized as
+    the site serves them (uncompressed), at most PAGE_BUDGET_BYTES."""
+    loaded = driver.execute_script(
+        """return [location.href,
+            ...performance.getEntriesByType("resource").map(e => e.name),
+            ...[...document.images].map(i => i.currentSrc || i.src)];"""
+    )
+    sizes = {}
+    for address in loaded:
+        if not address.startswith(site_url):
+            continue  # only the site's own files; a request elsewhere is a console error
+        path = HTML / unquote(urlsplit(address).path).lstrip("/")
+        if path.is_dir():
+            path = path / "index.html"
+        if path.is_file():
+            sizes[path] = path.stat().st_size
+    total = sum(sizes.values())
+    if total <= PAGE_BUDGET_BYTES:
+        return []
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:4]
+    listed = ", ".join(f"{p.relative_to(HTML)} {n / 1e6:.2f} MB" for p, n in largest)
+    return [
+        f"a first visit loads {total / 1e6:.2f} MB in {len(sizes)} files "
+        f"(budget {PAGE_BUDGET_BYTES / 1e6:.1f} MB); the largest: {listed}"
+    ]
+
+
+def cut_off_problems(driver) -> list[str]:
+    """Open every toggle: no printed output, code block or table may be cut off at the right
+    edge. A box that scrolls sideways on purpose (a wide table or equation) must show that it
+    does: it carries the ``scroll-frame`` class, whose styles draw its frame and a shadow."""
+    wide = driver.execute_script(
+        """document.querySelectorAll("article details").forEach(d => d.open = true);
+        const boxes = [...document.querySelectorAll(
+            "article pre, article table, article .output, article .cell_output > *")];
+        return boxes.filter(b => !b.closest(".cell_input") && !b.closest(".scroll-frame"))
+            .filter(b => b.getBoundingClientRect().width > 0)
+            .filter(b => b.scrollWidth > b.clientWidth + 1)
+            .map(b => [b.tagName.toLowerCase(), b.scrollWidth - b.clientWidth,
+                b.textContent.split("\\n").reduce((a, c) => a.length >= c.length ? a : c)]);"""
+    )
+    return [
+        f"a {tag} is cut off by {hidden} px, its longest line: {line[:100]!r}"
+        for tag, hidden, line in wide
+    ]
 
 
 def code_overflow_problems(driver) -> list[str]:
@@ -269,3 +331,46 @@ def head_explorer_switches_heads(driver):
     assert len(cells) >= 13 * 13, len(cells)
     caption = driver.find_element(By.ID, "head-explorer-caption").text
     assert caption.startswith("L4H0"), caption
+
+
+@page_check("notebooks/13_pretrained_encoder", width=390)
+@page_check("notebooks/13_pretrained_encoder", width=1280)
+def head_explorer_fits_and_works_from_the_keyboard(driver):
+    """The explorer fits the column (nothing of it hidden), each list has its label, a key press
+    on a focused list redraws the map, and the map's text stays at 7 px or more."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    explorer = driver.find_element(By.ID, "head-explorer")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", explorer)
+    fit = driver.execute_script(
+        """const box = arguments[0], r = box.getBoundingClientRect();
+        const column = box.closest("article").getBoundingClientRect();
+        const out = [...box.querySelectorAll("*")].filter(e => {
+            const q = e.getBoundingClientRect();
+            return q.width > 0 && !e.closest("svg *") && q.right > r.right + 1; })
+            .map(e => e.tagName.toLowerCase() + "#" + e.id);
+        return [r.right - column.right, box.scrollWidth - box.clientWidth, out];""",
+        explorer,
+    )
+    assert fit[0] <= 1, f"the explorer reaches {fit[0]:.0f} px past the column"
+    assert fit[1] <= 1 and not fit[2], f"the explorer hides {fit[1]} px: {fit[2]}"
+    for name in ("sentence", "layer", "head"):
+        select = driver.find_element(By.ID, f"head-explorer-{name}")
+        labels = driver.execute_script(
+            "return [...arguments[0].labels].map(l => l.textContent.trim());", select
+        )
+        assert labels == [name.capitalize()], f"the {name} list is labelled {labels}"
+    svg = driver.find_element(By.ID, "head-explorer-map")
+    before = svg.get_attribute("data-state")
+    layer = driver.find_element(By.ID, "head-explorer-layer")
+    layer.send_keys(Keys.ARROW_DOWN)  # a focused list moves to the next layer, and redraws
+    after = driver.find_element(By.ID, "head-explorer-map").get_attribute("data-state")
+    assert after != before and after.split("/")[1] == layer.get_attribute("value"), (before, after)
+    text_px = driver.execute_script(
+        """const svg = arguments[0], t = svg.querySelector("text");
+        return svg.getBoundingClientRect().width / svg.viewBox.baseVal.width
+            * parseFloat(t.getAttribute("font-size"));""",
+        svg,
+    )
+    assert text_px >= MIN_TEXT_PX[390] - 0.05, f"the map's labels show at {text_px:.1f} px"
