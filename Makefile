@@ -8,12 +8,14 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 LINTED := src tests benchmarks scripts notebooks book/_ext
 
-.PHONY: help install book test lint format unit nbval book-check site-check browser-test notebooks notebook bench clean
+.PHONY: help install book test lint format unit nbval nbval-portable book-check site-check browser-test notebooks notebook bench clean
 
 help:
 	@echo "make book       build the site into _build/html (executes every notebook)"
 	@echo "make test       ruff, unit tests, strict nbval over notebooks/, book build with -n -W,"
 	@echo "                then checks of the built pages (tests/site/test_built_site.py)"
+	@echo "make nbval-portable strict nbval again with PyTorch's and MKL's float32 kernels changed,"
+	@echo "                as another CPU would run them (.ci/run runs it after make test)"
 	@echo "make browser-test   the built site in headless Chromium (after make test or make book)"
 	@echo "make notebooks  re-execute and clean every notebook in place (after a change to src/)"
 	@echo "make notebook NB=notebooks/03_x.ipynb   the same for one notebook"
@@ -53,6 +55,14 @@ unit: $(STAMP)
 # Strict: every stored output is compared. Only the sanitize file's patterns are masked.
 nbval: $(STAMP)
 	$(BIN)/pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
+
+# The same strict comparison as another CPU would make it: PyTorch's kernels without vector
+# instructions (ATEN_CPU_CAPABILITY=default) and MKL's reproducible code path (MKL_CBWR=COMPATIBLE)
+# change the last bits of float32 results. A stored output that depends on those bits fails here.
+PORTABLE_ENV := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
+
+nbval-portable: $(STAMP)
+	$(PORTABLE_ENV) $(BIN)/pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
 
 # nbval has just executed every notebook and matched its stored outputs, so the build reuses them
 # instead of executing everything a second time; `make book` executes afresh. The copied
