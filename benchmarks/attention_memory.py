@@ -9,18 +9,22 @@ One head (B = 1, H = 1, d_k = 64, float32, CPU) at T = 1,024, 4,096 and 8,192, c
 
 Peak memory is the tensor memory each call allocates above its inputs, read from PyTorch's
 allocator by ``measure.peak_memory`` (torch.profiler), not computed from a formula. Times are
-medians of interleaved runs (``measure.time_calls``). Bars at T = 8,192: the blockwise peak is at
-most 1/20 of the explicit one, its time at most 4 times the explicit one, and its output within
-1e-5 of the explicit output. Prints one JSON line last; exits with status 1 if a bar is missed.
+medians of interleaved runs (``measure.time_calls``), with ``--threads`` PyTorch threads (default:
+the book's one). Bars at T = 8,192: the blockwise peak is at most 1/20 of the explicit one, its
+time at most 4 times the explicit one, and its output within 1e-5 of the explicit output. Prints
+one JSON line last (with the thread count and the load average); exits with status 1 if a bar is
+missed.
+
+Usage: python benchmarks/attention_memory.py [--threads N] [--load N] [--block-size N] [--repeat N]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
 
+import common
 import torch
 import torch.nn.functional as F
 
@@ -44,19 +48,13 @@ def implementations(
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
-    parser.add_argument("--block-size", type=int, default=512, help="blockwise tile size")
-    parser.add_argument("--repeat", type=int, default=3, help="timed rounds per length")
-    args = parser.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
+def measure_all(block_size: int, repeat: int) -> dict[int, dict]:
+    """Peak memory, median time and error of the three implementations at each length."""
     results = {}
     for T in LENGTHS:
         q, k, v = (torch.randn(1, 1, T, D_K) for _ in range(3))  # (B, H, T, d_k)
         mask = attention.causal_mask(T)  # (T, T), an input of the explicit version
-        calls = implementations(q, k, v, mask, args.block_size)
+        calls = implementations(q, k, v, mask, block_size)
         reference = calls["explicit"]()
         error = {
             name: (fn() - reference).abs().max().item()
@@ -65,7 +63,7 @@ def main() -> int:
         }
         del reference
         peak = {name: measure.peak_memory(fn) for name, fn in calls.items()}
-        seconds = measure.time_calls(calls, repeat=args.repeat, warmup=1)
+        seconds = measure.time_calls(calls, repeat=repeat, warmup=1)
         results[T] = {
             name: {
                 "peak_mib": round(peak[name] / 2**20, 3),
@@ -75,6 +73,26 @@ def main() -> int:
         }
         results[T]["max_abs_error"] = {name: float(f"{e:.3g}") for name, e in error.items()}
         print(f"T = {T}: {json.dumps(results[T])}", file=sys.stderr, flush=True)
+    return results
+
+
+def build_parser():
+    """The command line: ``--threads``, ``--load`` (see ``common``), tile size and rounds."""
+    parser = common.parser(__doc__)
+    parser.add_argument(
+        "--block-size", type=common.positive_int, default=512, help="blockwise tile size"
+    )
+    parser.add_argument(
+        "--repeat", type=common.positive_int, default=3, help="timed rounds per length"
+    )
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    torch.manual_seed(0)
+    with common.conditions(args.threads, args.load) as conditions:
+        results = measure_all(args.block_size, args.repeat)
     last = results[LENGTHS[-1]]
     memory_ratio = last["blockwise"]["peak_mib"] / last["explicit"]["peak_mib"]
     time_ratio = last["blockwise"]["ms"] / last["explicit"]["ms"]
@@ -82,7 +100,7 @@ def main() -> int:
     result = {
         "benchmark": "attention_memory",
         "shape": {"B": 1, "H": 1, "d_k": D_K, "dtype": "float32", "causal": True},
-        "threads": args.threads,
+        **conditions,
         "block_size": args.block_size,
         "repeat": args.repeat,
         "results": {str(T): r for T, r in results.items()},

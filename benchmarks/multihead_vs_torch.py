@@ -1,13 +1,16 @@
 """Forward plus backward of MultiHeadAttention against torch.nn.MultiheadAttention.
 
-Self-attention at B=32, T=128, D=256, H=8 on the CPU with 2 threads. The two modules hold the
-same weights (``MultiHeadAttention.from_torch``). Repeats are interleaved (ours, torch, ours, ...)
-so that all runs see the same background load, and the medians are compared.
+Self-attention at B=32, T=128, D=256, H=8 on the CPU, with ``--threads`` PyTorch threads (default:
+the book's one). The two modules hold the same weights (``MultiHeadAttention.from_torch``).
+Repeats are interleaved (ours, torch, ours, ...) so that all runs see the same background load,
+and the medians are compared.
 
 The bar applies to the fused path (``need_weights=False``): ours takes at most 1.15 times torch's
 time. The explicit path (``need_weights=True``, which materialises the ``(B, H, T, S)`` weights)
 is timed against torch's path with weights too, for information only. Prints one JSON line last
-and exits with status 1 if the bar is missed.
+(with the thread count and the load average) and exits with status 1 if the bar is missed.
+
+Usage: python benchmarks/multihead_vs_torch.py [--threads N] [--load N]
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import sys
 import time
 from collections.abc import Callable
 
+import common
 import torch
 from torch import nn
 
 from attention_book import multihead
 
 B, T, D, H = 32, 128, 256, 8
-THREADS = 2
-WARMUP, REPEATS = 5, 40
+WARMUP, REPEATS = 3, 20
 BAR = 1.15
 
 
@@ -37,9 +40,8 @@ def _step_time(forward: Callable[[], torch.Tensor]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> int:
-    torch.manual_seed(0)
-    torch.set_num_threads(THREADS)
+def measure() -> dict[str, list[float]]:
+    """Seconds per forward and backward pass of each of the four paths, interleaved."""
     ref = nn.MultiheadAttention(D, H, batch_first=True)
     ours = multihead.MultiHeadAttention.from_torch(ref)
     x = torch.randn(B, T, D, requires_grad=True)
@@ -60,12 +62,25 @@ def main() -> int:
             times[name].append(_step_time(run))
             for p in (*ours.parameters(), *ref.parameters(), x):
                 p.grad = None
+    return times
+
+
+def build_parser():
+    """The command line: ``--threads`` and ``--load`` (see ``common``)."""
+    return common.parser(__doc__)
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    torch.manual_seed(0)
+    with common.conditions(args.threads, args.load) as conditions:
+        times = measure()
     ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
     ratio = ms["ours_fused"] / ms["torch_fused"]
     result = {
         "benchmark": "multihead_vs_torch",
         "shape": {"B": B, "T": T, "D": D, "H": H},
-        "threads": THREADS,
+        **conditions,
         "repeats": REPEATS,
         "ours_ms": round(ms["ours_fused"], 3),
         "torch_ms": round(ms["torch_fused"], 3),
