@@ -1,0 +1,701 @@
+"""Attention across processes: a launcher, head (tensor) parallelism and ring attention.
+
+Everything runs on one CPU machine with ``torch.distributed``'s gloo backend on 127.0.0.1, so
+each distributed computation can be checked against the same computation in one process.
+
+* :func:`launch` runs a function in ``world_size`` processes of one process group and returns
+  what each rank returned.
+* :func:`shard_heads` gives one rank its share of a multi-head attention's heads (Shoeybi et
+  al., 2019, section 3): rows of W_Q, W_K, W_V and the matching columns of W_O, so that the sum
+  of the ranks' outputs (an all-reduce) is the whole module's output.
+* :func:`ring_attention` attends from one chunk of a sequence to all of it while each rank holds
+  only its own chunk of keys and values; the chunks travel round a ring of processes and are
+  merged with the online softmax of :mod:`attention_book.efficient` (Liu et al., 2023).
+
+The per-rank functions that the book's chapter runs (``*_worker``) live here too: a process
+started by :func:`launch` imports its function by name, which a function defined in a notebook
+cannot offer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib
+import math
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from attention_book import attention, gpt, measure, multihead, train, validation
+
+#: Seconds :func:`launch` waits for all ranks before it stops them and raises TimeoutError.
+DEFAULT_TIMEOUT_S = 120.0
+HOST = "127.0.0.1"
+
+
+class RankError(RuntimeError):
+    """A rank started by :func:`launch` raised; ``rank`` names it, the message holds its traceback.
+
+    The rank's own exception, when it could be sent back, is the ``__cause__``.
+    """
+
+    def __init__(self, message: str, rank: int) -> None:
+        super().__init__(message)
+        self.rank = rank
+
+
+# --------------------------------------------------------------------------------------------
+# Launching processes
+# --------------------------------------------------------------------------------------------
+
+
+def _loopback_interface() -> str | None:
+    """The name of the loopback interface ("lo" on Linux, "lo0" on macOS), if one is found."""
+    with contextlib.suppress(OSError, AttributeError):
+        for _, name in socket.if_nameindex():
+            if name.startswith("lo"):
+                return name
+    return None
+
+
+def _importable_name(fn: object) -> tuple[str, str]:
+    """``(module, qualname)`` by which a child process can import ``fn``, or a clear TypeError."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a function, got {type(fn).__name__}")
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    advice = (
+        "launch starts fresh processes, which import fn by its module and name: define it at "
+        "the top level of a .py file (a notebook's functions cannot be imported), as the "
+        "per-rank functions in attention_book.distributed are"
+    )
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise TypeError(f"fn {fn!r} has no module and name to import it by; {advice}")
+    if "<" in qualname:  # <lambda>, <locals>
+        raise TypeError(f"fn {module}.{qualname} is not importable; {advice}")
+    main = sys.modules.get("__main__")
+    if module == "__main__" and not getattr(main, "__file__", None):
+        raise TypeError(f"fn {qualname} was defined in an interactive session; {advice}")
+    return module, qualname
+
+
+def _resolve(module: str, qualname: str) -> Callable[..., Any]:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _run_rank(
+    rank: int,
+    world_size: int,
+    port: int,
+    target: tuple[str, str],
+    sys_path: list[str],
+    args: tuple,
+    kwargs: dict,
+    timeout_s: float,
+    results: Any,
+) -> None:
+    """The body of each child process: join the group, call fn, send back its result."""
+    sys.path[:] = sys_path
+    interface = _loopback_interface()
+    if interface is not None:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", interface)  # gloo's sockets: 127.0.0.1 only
+    torch.set_num_threads(1)  # several processes share the cores; one thread each
+    joined = False
+    try:
+        fn = _resolve(*target)
+        store = dist.TCPStore(HOST, port, world_size, is_master=False)
+        timeout = datetime.timedelta(seconds=timeout_s)
+        dist.init_process_group(
+            "gloo", store=store, rank=rank, world_size=world_size, timeout=timeout
+        )
+        joined = True
+        results.put((rank, True, pickle.dumps(fn(rank, world_size, *args, **kwargs))))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+        text = traceback.format_exc()
+        try:
+            payload = pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - an exception that cannot be pickled: text only
+            payload = None
+        results.put((rank, False, (text, payload)))
+    finally:
+        # Reported first: if a peer is stuck in a collective, the caller stops this process.
+        if joined:
+            dist.destroy_process_group()
+
+
+#: Modules the fork server imports once for all ranks, seconds that every rank would otherwise
+#: pay: torch.broadcast_shapes (used by the input checks) imports sympy on its first call, and
+#: DistributedDataParallel imports torch._dynamo when it is built.
+_PRELOAD = [
+    "torch",
+    "torch.distributed",
+    "torch.fx.experimental.symbolic_shapes",
+    "torch._dynamo",
+    __name__,
+]
+
+
+def _context() -> mp.context.BaseContext:
+    """forkserver where it exists: the server imports torch once, and each rank forks from it."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def launch(
+    fn: Callable[..., Any],
+    world_size: int = 2,
+    *args: Any,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    **kwargs: Any,
+) -> list:
+    """Run ``fn(rank, world_size, *args, **kwargs)`` in ``world_size`` processes; gather results.
+
+    The processes form one gloo process group on 127.0.0.1; its rendezvous (a TCP store held by
+    the caller) listens on a free port that the operating system picks. Each process uses one
+    PyTorch thread. The ranks are forked from a server process that imports torch once
+    (multiprocessing's forkserver; spawn where there is none), so only the first call pays
+    for the import. As with any such start method, a script that calls ``launch`` does so under
+    ``if __name__ == "__main__":``, since the new processes import the script again.
+
+    Args:
+        fn: a function importable by module and name (a top-level function of a .py file).
+        world_size: the number of processes, a positive int.
+        *args, **kwargs: passed on to ``fn``; they, and what ``fn`` returns, must pickle.
+        timeout_s: launch's own keyword (not passed to ``fn``): seconds to wait for every rank,
+            after which all are stopped and TimeoutError is raised. Collectives inside ``fn``
+            also give up after this long.
+
+    Returns:
+        ``[fn(0, ...), fn(1, ...), ...]``, the ranks' return values in rank order.
+
+    Raises:
+        RankError: a rank raised; the message names the rank and holds its traceback. The
+            other ranks are stopped.
+        TimeoutError: the ranks did not all finish within ``timeout_s`` (a hang, such as a
+            collective that not every rank calls).
+        TypeError: ``fn`` cannot be imported by a new process.
+    """
+    target = _importable_name(fn)
+    world_size = validation.check_positive_int("world_size", world_size)
+    timeout_s = validation.check_float("timeout_s", timeout_s)
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    ctx = _context()
+    store = dist.TCPStore(HOST, 0, world_size + 1, is_master=True, wait_for_workers=False)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_run_rank,
+            args=(r, world_size, store.port, target, list(sys.path), args, kwargs),
+            kwargs={"timeout_s": timeout_s, "results": results},
+            daemon=True,
+        )
+        for r in range(world_size)
+    ]
+    values: dict[int, Any] = {}
+    finished = False
+    try:
+        for p in procs:
+            p.start()
+        deadline = time.monotonic() + timeout_s
+        while len(values) < world_size:
+            try:
+                rank, ok, payload = results.get(timeout=0.05)
+            except queue.Empty:
+                _check_alive(procs, values, results, deadline, timeout_s)
+                continue
+            if ok:
+                values[rank] = pickle.loads(payload)
+            else:
+                _raise_rank_error(rank, world_size, *payload)
+        finished = True
+    finally:
+        _stop(procs, grace_s=5.0 if finished else 0.0)
+        results.close()
+        results.join_thread()
+        del store
+    return [values[r] for r in range(world_size)]
+
+
+def _check_alive(procs: list, values: dict, results: Any, deadline: float, timeout_s: float):
+    """Raise if a rank died without a word or time is up."""
+    for rank, p in enumerate(procs):
+        if rank not in values and p.exitcode is not None:
+            with contextlib.suppress(queue.Empty):  # its last message may still be in the pipe
+                r, ok, payload = results.get(timeout=1.0)
+                if ok:
+                    values[r] = pickle.loads(payload)
+                    return
+                _raise_rank_error(r, len(procs), *payload)
+            raise RankError(
+                f"rank {rank} of {len(procs)} exited with code {p.exitcode} without a result",
+                rank,
+            )
+    if time.monotonic() > deadline:
+        missing = [r for r in range(len(procs)) if r not in values]
+        raise TimeoutError(
+            f"launch: ranks {missing} of {len(procs)} did not finish within {timeout_s:g} s "
+            f"(a hang? every rank must call the same collectives in the same order); "
+            f"all ranks were stopped"
+        )
+
+
+def _raise_rank_error(rank: int, world_size: int, text: str, payload: bytes | None):
+    cause = None
+    if payload is not None:
+        with contextlib.suppress(Exception):
+            cause = pickle.loads(payload)
+    message = f"rank {rank} of {world_size} raised; its traceback:\n{text.rstrip()}"
+    raise RankError(message, rank) from cause
+
+
+def _stop(procs: list, grace_s: float) -> None:
+    """Let ranks exit for ``grace_s``, then terminate, then kill: no process outlives launch."""
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        if p.pid is not None:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        if p.pid is not None:
+            p.join(timeout=2.0)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+# --------------------------------------------------------------------------------------------
+# Counting what is sent
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def counting_sends() -> Iterator[list[int]]:
+    """Count the bytes this process sends point to point inside the block.
+
+    Wraps ``torch.distributed.send`` and ``isend`` for the block's duration and yields a list to
+    which the size in bytes of every tensor sent is appended.
+    """
+    sent: list[int] = []
+    originals = dist.send, dist.isend
+
+    def wrap(op: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(tensor: Tensor, *args: Any, **kwargs: Any) -> Any:
+            sent.append(tensor.numel() * tensor.element_size())
+            return op(tensor, *args, **kwargs)
+
+        return counted
+
+    dist.send, dist.isend = wrap(originals[0]), wrap(originals[1])
+    try:
+        yield sent
+    finally:
+        dist.send, dist.isend = originals
+
+
+# --------------------------------------------------------------------------------------------
+# Head parallelism
+# --------------------------------------------------------------------------------------------
+
+
+class HeadShard(nn.Module):
+    """One rank's heads of a :class:`~attention_book.multihead.MultiHeadAttention`.
+
+    ``w_q``, ``w_k``, ``w_v`` map D to this rank's ``num_heads * d_k`` features; ``w_o`` maps them
+    back to D. Only rank 0 keeps W_O's bias, so that summing the ranks' outputs adds it once.
+
+    Attributes:
+        heads: the indices of the full module's heads that this shard computes.
+    """
+
+    def __init__(self, mha: nn.Module, rank: int, world_size: int) -> None:
+        super().__init__()
+        H, d_k, D = mha.num_heads, mha.d_k, mha.w_o.weight.shape[0]
+        self.num_heads, self.d_k = H // world_size, d_k
+        first = rank * self.num_heads
+        self.heads = range(first, first + self.num_heads)
+        rows = slice(first * d_k, (first + self.num_heads) * d_k)  # this rank's features
+        width = self.num_heads * d_k
+        bias = mha.w_q.bias is not None
+        dtype, device = mha.w_o.weight.dtype, mha.w_o.weight.device
+        self.w_q, self.w_k, self.w_v = (
+            nn.Linear(D, width, bias=bias, dtype=dtype, device=device) for _ in range(3)
+        )
+        self.w_o = nn.Linear(width, D, bias=bias and rank == 0, dtype=dtype, device=device)
+        with torch.no_grad():
+            for mine, full in ((self.w_q, mha.w_q), (self.w_k, mha.w_k), (self.w_v, mha.w_v)):
+                mine.weight.copy_(full.weight[rows])  # (D, D) -> (H_r d_k, D): rows
+                if bias:
+                    mine.bias.copy_(full.bias[rows])  # (D,) -> (H_r d_k,)
+            self.w_o.weight.copy_(mha.w_o.weight[:, rows])  # (D, D) -> (D, H_r d_k): columns
+            if self.w_o.bias is not None:
+                self.w_o.bias.copy_(mha.w_o.bias)
+
+    def _split(self, x: Tensor) -> Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.num_heads, self.d_k).transpose(
+            1, 2
+        )  # (B, L, H_r d_k) -> (B, H_r, L, d_k)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        rope: object = None,
+    ) -> Tensor:
+        """This rank's part of the output: its heads, through its columns of W_O.
+
+        Args:
+            query: ``(B, T, D)``; key, value: ``(B, S, D)``.
+            mask: bool, True = may attend: ``(T, S)`` or ``(B, 1, T, S)`` (one mask for all heads).
+            rope: not supported; anything but None raises ValueError.
+
+        Returns:
+            ``(B, T, D)``; the sum over all ranks equals the full module's output.
+        """
+        if rope is not None:
+            raise ValueError("a head shard does not apply rotary position embeddings (rope)")
+        D = self.w_q.in_features
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != D:
+                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise ValueError(f"{name} must be (B, len, D={D}), got {got}")
+        if mask is not None and mask.dim() == 4 and mask.shape[1] != 1:
+            raise ValueError(
+                f"a head shard takes one mask for all heads, (T, S) or (B, 1, T, S); got "
+                f"{tuple(mask.shape)}"
+            )
+        B, T, _ = query.shape
+        q = self._split(self.w_q(query))  # (B, T, D) -> (B, H_r, T, d_k)
+        k = self._split(self.w_k(key))  # (B, S, D) -> (B, H_r, S, d_k)
+        v = self._split(self.w_v(value))  # (B, S, D) -> (B, H_r, S, d_k)
+        attention.check_attention_inputs(q, k, v, mask)
+        heads, _ = attention.attend(q, k, v, mask)  # (B, H_r, T, d_k)
+        concat = heads.transpose(1, 2).reshape(B, T, -1)  # (B, H_r, T, d_k) -> (B, T, H_r d_k)
+        return self.w_o(concat)  # (B, T, H_r d_k) -> (B, T, D)
+
+
+def shard_heads(mha: nn.Module, rank: int, world_size: int) -> nn.Module:
+    """The heads of ``mha`` that rank ``rank`` of ``world_size`` computes (Megatron-LM).
+
+    Head h uses rows ``h d_k .. (h + 1) d_k`` of W_Q, W_K and W_V and the same columns of W_O,
+    so ``Concat(heads) W_O`` is a sum over heads; each rank computes the sum over its own
+    heads, and an all-reduce adds the ranks' sums.
+
+    Args:
+        mha: a :class:`~attention_book.multihead.MultiHeadAttention` whose ``num_heads`` is a
+            multiple of ``world_size``, with as many key-value heads as query heads and no
+            rotary embedding.
+        rank: this process's index, ``0 <= rank < world_size``.
+        world_size: the number of ranks that share the heads.
+
+    Returns:
+        A :class:`HeadShard` (a copy: training it leaves ``mha`` unchanged); called as
+        ``shard(query, key, value, mask)``, it returns ``(B, T, D)``.
+    """
+    if not isinstance(mha, multihead.MultiHeadAttention):
+        raise TypeError(
+            f"shard_heads takes a multihead.MultiHeadAttention, got {type(mha).__name__}"
+        )
+    world_size = validation.check_positive_int("world_size", world_size)
+    rank = validation.check_non_negative_int("rank", rank)
+    if rank >= world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    H = mha.num_heads
+    if H % world_size != 0:
+        raise ValueError(
+            f"num_heads={H} does not split evenly over world_size={world_size} ranks: each rank "
+            f"needs a whole number of heads"
+        )
+    kv_heads = getattr(mha, "num_kv_heads", H)
+    if kv_heads != H:
+        raise ValueError(
+            f"shard_heads supports one key-value head per query head; this module has "
+            f"num_kv_heads={kv_heads} for num_heads={H}"
+        )
+    if getattr(mha, "rope", None) not in (None, False):
+        raise ValueError("shard_heads does not support rotary position embeddings (rope)")
+    D, d_k = mha.w_o.weight.shape[0], mha.d_k
+    for name in ("w_q", "w_k", "w_v"):
+        if tuple(getattr(mha, name).weight.shape) != (H * d_k, D):
+            raise ValueError(
+                f"shard_heads expects {name} of shape (H d_k, D) = {(H * d_k, D)}, got "
+                f"{tuple(getattr(mha, name).weight.shape)}"
+            )
+    return HeadShard(mha, rank, world_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Sequence parallelism: ring attention
+# --------------------------------------------------------------------------------------------
+
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _shape_code(q: object, k: object, v: object) -> tuple[list[int], Exception | None]:
+    """This rank's ``[ok, B, H, T_r, S_r, d_k, d_v, dtype]`` and its local error, if any."""
+    try:
+        attention.check_attention_inputs(q, k, v)
+        for name, x in (("q", q), ("k", k), ("v", v)):
+            if x.dim() != 4:
+                raise ValueError(
+                    f"ring_attention takes (B, H, len, d) tensors; {name} has shape "
+                    f"{tuple(x.shape)}"
+                )
+        if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+            raise ValueError(
+                f"q, k and v need the same (B, H); got q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                f"v {tuple(v.shape)}"
+            )
+        if q.dtype not in _DTYPES:
+            raise TypeError(f"ring_attention supports {_DTYPES}, got {q.dtype}")
+    except (TypeError, ValueError) as exc:
+        return [0, -1, -1, -1, -1, -1, -1, -1], exc
+    B, H, T_r, d_k = q.shape
+    return [1, B, H, T_r, k.shape[2], d_k, v.shape[3], _DTYPES.index(q.dtype)], None
+
+
+def ring_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, group: Any = None
+) -> Tensor:
+    """Rank r's chunk of attention over a sequence whose chunks are spread over the ranks.
+
+    Called by every rank of ``group`` at once. Rank r holds chunk r of the sequence, in rank
+    order. In W - 1 steps every rank passes the keys and values it holds to rank r + 1 and
+    receives those of rank r - 1 (mod W), while it folds the block it holds into a running
+    softmax (running maximum, sum of exponentials and weighted sum of values, as in
+    :func:`attention_book.efficient.blockwise_attention`). No rank ever holds more than two
+    chunks of keys and values, or one ``(T_r, S_j)`` block of scores per head.
+
+    Args:
+        q: ``(B, H, T_r, d_k)``, the queries of this rank's chunk.
+        k: ``(B, H, S_r, d_k)``, v: ``(B, H, S_r, d_v)``, this rank's keys and values.
+            B, H, d_k, d_v and the dtype must agree across ranks; the lengths may differ
+            unless ``causal``.
+        causal: query i attends to keys 0..i of the whole sequence; needs T_r = S_r, the same
+            on every rank. Blocks from later ranks are skipped (but passed on).
+        group: the process group; None means the default (whole) group.
+
+    Returns:
+        ``(B, H, T_r, d_v)``: this rank's rows of ``softmax(q kᵀ / √d_k) v`` over the
+        concatenated sequence.
+
+    Raises:
+        ValueError, TypeError: on every rank, if any rank's inputs are bad or do not fit
+        together (so no rank is left waiting).
+    """
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    rank, W = dist.get_rank(group), dist.get_world_size(group)
+    code, error = _shape_code(q, k, v)
+    codes = [torch.zeros(8, dtype=torch.long) for _ in range(W)]
+    dist.all_gather(codes, torch.tensor(code), group=group)  # every rank sees every shape
+    codes = [c.tolist() for c in codes]
+    if error is not None:
+        raise error
+    bad = [j for j, c in enumerate(codes) if c[0] == 0]
+    if bad:
+        raise ValueError(f"ring_attention: the inputs of rank(s) {bad} are invalid")
+    fields = [tuple(c[1:3] + c[5:]) for c in codes]  # (B, H, d_k, d_v, dtype)
+    if len(set(fields)) != 1:
+        raise ValueError(
+            f"ring_attention: ranks disagree on (B, H, d_k, d_v, dtype): {dict(enumerate(fields))}"
+        )
+    lengths = [(c[3], c[4]) for c in codes]  # (T_j, S_j) per rank
+    if causal and len({n for pair in lengths for n in pair}) != 1:
+        raise ValueError(
+            f"causal ring_attention needs T_r = S_r, equal on every rank (so that chunk j is "
+            f"positions j T_r .. (j + 1) T_r - 1); got (T_r, S_r) per rank {lengths}"
+        )
+    send_to = dist.get_global_rank(group, (rank + 1) % W) if group is not None else (rank + 1) % W
+    recv_from = dist.get_global_rank(group, (rank - 1) % W) if group is not None else (rank - 1) % W
+
+    B, H, T_r, d_k = q.shape
+    scale = 1 / math.sqrt(d_k)
+    running_max = q.new_full((B, H, T_r, 1), float("-inf"))  # (B, H, T_r, 1)
+    running_sum = q.new_zeros((B, H, T_r, 1))  # (B, H, T_r, 1)
+    acc = q.new_zeros((B, H, T_r, v.shape[-1]))  # (B, H, T_r, d_v)
+    for step in range(W):
+        source = (rank - step) % W  # whose chunk of keys and values this rank holds now
+        requests = []
+        if step < W - 1:  # pass the held block on while computing with it
+            S_next = lengths[(source - 1) % W][1]
+            k_next = k.new_empty((B, H, S_next, k.shape[-1]))  # (B, H, S_j, d_k)
+            v_next = v.new_empty((B, H, S_next, v.shape[-1]))  # (B, H, S_j, d_v)
+            requests = [
+                dist.isend(k.contiguous(), send_to, group=group),
+                dist.isend(v.contiguous(), send_to, group=group),
+                dist.irecv(k_next, recv_from, group=group),
+                dist.irecv(v_next, recv_from, group=group),
+            ]
+        if not (causal and source > rank):  # a causal rank skips blocks from its future
+            scores = q @ (k.transpose(-2, -1) * scale)  # (B, H, T_r, d_k) @ (B, H, d_k, S_j)
+            if causal and source == rank:  # the diagonal block: the causal triangle
+                scores = scores.masked_fill(~attention.causal_mask(T_r, q.device), float("-inf"))
+            new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
+            correction = torch.exp(running_max - new_max)  # rescales what was summed so far
+            p = torch.exp(scores - new_max)  # (B, H, T_r, S_j)
+            running_sum = running_sum * correction + p.sum(dim=-1, keepdim=True)
+            acc = acc * correction + p @ v  # (B, H, T_r, S_j) @ (B, H, S_j, d_v)
+            running_max = new_max
+            del scores, p
+        for request in requests:
+            request.wait()
+        if requests:
+            k, v = k_next, v_next
+    out = acc / running_sum  # every query has seen at least one key: the sum is positive
+    if not torch.isfinite(out).all():
+        raise ValueError(
+            f"ring_attention output on rank {rank} is not finite: q, k or v hold NaN or inf, "
+            f"or the scores overflow {q.dtype}"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Per-rank functions that the chapter runs with launch
+# --------------------------------------------------------------------------------------------
+
+
+def collectives_worker(rank: int, world_size: int) -> dict[str, list]:
+    """Three collectives on small tensors; returns what this rank then holds.
+
+    all-reduce sums a tensor over the ranks, all-gather gives every rank
+    every rank's tensor, and send/recv moves one tensor from rank 0 to rank 1.
+    """
+    if world_size < 2:
+        raise ValueError(f"send/recv needs 2 ranks, not world_size={world_size}")
+    x = torch.tensor([1.0, 2.0]) * (rank + 1)  # rank r holds (r + 1) * [1, 2]
+    summed = x.clone()
+    dist.all_reduce(summed)  # in place: the sum over ranks
+    gathered = [torch.zeros(2) for _ in range(world_size)]
+    dist.all_gather(gathered, x)  # gathered[j] = rank j's x
+    received = torch.zeros(2)
+    if rank == 0:
+        dist.send(torch.tensor([7.0, 8.0]), dst=1)
+    elif rank == 1:
+        dist.recv(received, src=0)
+    return {
+        "mine": x.tolist(),
+        "all_reduce": summed.tolist(),
+        "all_gather": [g.tolist() for g in gathered],
+        "recv": received.tolist(),
+    }
+
+
+def _train_gpt(model: nn.Module, inputs: Tensor, labels: Tensor, steps: int, lr: float) -> None:
+    """Plain SGD on one batch. Not AdamW: Adam divides by the root of the squared gradient, so a
+    gradient that is zero up to rounding (W_K's bias: adding one number to every score of a row
+    changes no weight) gets steps of size lr whose sign the last bits decide, in any two runs."""
+    loss_fn = lambda m, step: gpt.lm_loss(m, inputs, labels)  # the same batch every step
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    train.fit(model, loss_fn, steps, optimizer=optimizer, progress=False)
+
+
+def train_gpt(
+    config: gpt.GPTConfig, inputs: Tensor, labels: Tensor, steps: int, lr: float, seed: int = 0
+) -> dict[str, Tensor]:
+    """One process: train a fresh GPT (seeded) on ``(inputs, labels)``; return its parameters."""
+    torch.manual_seed(seed)
+    model = gpt.GPT(config)
+    _train_gpt(model, inputs, labels, steps, lr)
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def _counting_allreduce(sent, bucket):  # DDP refuses string annotations here
+    """A DDP communication hook: count the bucket's bytes, then average it over the ranks."""
+    buffer = bucket.buffer()
+    sent.append(buffer.numel() * buffer.element_size())
+    buffer.div_(dist.get_world_size())
+    return dist.all_reduce(buffer, async_op=True).get_future().then(lambda f: f.value()[0])
+
+
+def ddp_worker(
+    rank: int,
+    world_size: int,
+    config: gpt.GPTConfig,
+    inputs: Tensor,
+    labels: Tensor,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+) -> tuple[dict[str, Tensor], int]:
+    """Data parallelism: train the GPT of :func:`train_gpt` with DistributedDataParallel.
+
+    Rank r takes rows ``r N / W .. (r + 1) N / W`` of the batch; DDP averages the gradients
+    over the ranks after every backward pass, so every rank takes the same optimiser step.
+
+    Returns:
+        ``(parameters, bytes)``: the trained parameters and the gradient bytes this rank
+        all-reduced per step.
+    """
+    torch.manual_seed(seed)
+    model = gpt.GPT(config)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    sent: list[int] = []
+    ddp.register_comm_hook(sent, _counting_allreduce)
+    share = inputs.shape[0] // world_size
+    rows = slice(rank * share, (rank + 1) * share)
+    _train_gpt(ddp, inputs[rows], labels[rows], steps, lr)
+    params = {name: p.detach().clone() for name, p in model.named_parameters()}
+    return params, sum(sent) // steps
+
+
+def heads_worker(
+    rank: int, world_size: int, mha: nn.Module, x: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, int]:
+    """Head parallelism: this rank's heads of ``mha`` on ``x``, then an all-reduce.
+
+    Returns:
+        ``(output, bytes)``: the all-reduced ``(B, T, D)`` output, and the size of the partial
+        output that this rank contributed to the all-reduce.
+    """
+    shard = shard_heads(mha, rank, world_size)
+    with torch.no_grad():
+        out = shard(x, x, x, mask)  # (B, T, D), this rank's part of the sum
+    dist.all_reduce(out)  # the sum over ranks
+    return out, out.numel() * out.element_size()
+
+
+def ring_worker(
+    rank: int,
+    world_size: int,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    causal: bool = False,
+    memory: bool = False,
+) -> tuple[Tensor, int, int | None]:
+    """Sequence parallelism: this rank's chunk of ``q, k, v`` (split on T), through the ring.
+
+    Returns:
+        ``(output, bytes, peak)``: this rank's chunk of the output, the bytes it sent, and with
+        ``memory`` the peak tensor memory of its ring_attention call (else None).
+    """
+    q, k, v = (t.chunk(world_size, dim=-2)[rank].contiguous() for t in (q, k, v))  # (B, H, T/W, d)
+    outputs = []
+    run = lambda: outputs.append(ring_attention(q, k, v, causal=causal))
+    with counting_sends() as sent:
+        peak = measure.peak_memory(run) if memory else run()
+    return outputs[0], sum(sent), peak
