@@ -1,6 +1,6 @@
 """Generation speed of chapter 12's GPT with and without the key-value cache, on the CPU.
 
-The model has the chapter's shape (``dates.RECIPE.gpt_kwargs()``: d_model 64, 4 heads, 5 blocks,
+The model has the chapter's shape (``gpt.dates_config()``: d_model 64, 4 heads, 5 blocks,
 d_ff 128) with ``max_len`` raised to hold 1,024 generated tokens; its weights are the untrained
 initialisation, since the work per token does not depend on them. From a one-token prompt it
 generates 64, 256 and 1,024 tokens greedily (no ``<eos>``, so every run has its full length),
@@ -47,7 +47,7 @@ def build_parser():
 
 def measure() -> dict:
     """Time generation with and without the cache at each length; check the tokens agree."""
-    config = gpt.GPTConfig(**dates.RECIPE.gpt_kwargs())
+    config = gpt.dates_config()
     config = dataclasses.replace(config, max_len=max(LENGTHS) + 1)
     model = gpt.GPT(config).eval()
     prompt = torch.tensor([[dates.SOURCE_VOCAB.index["2"]]])  # (1, 1)

@@ -1,7 +1,7 @@
 """Forward plus backward of MultiHeadAttention against torch.nn.MultiheadAttention.
 
 Self-attention at B=32, T=128, D=256, H=8 on the CPU, with ``--threads`` PyTorch threads (default:
-the book's one). The two modules hold the same weights (``MultiHeadAttention.from_torch``).
+the book's one). The two modules hold the same weights (``interop.from_torch``).
 Repeats are interleaved (ours, torch, ours, ...) so that all runs see the same background load,
 and the medians are compared.
 
@@ -25,7 +25,7 @@ import common
 import torch
 from torch import nn
 
-from attention_book import multihead
+from attention_book import interop
 
 B, T, D, H = 32, 128, 256, 8
 WARMUP, REPEATS = 3, 20
@@ -43,7 +43,7 @@ def _step_time(forward: Callable[[], torch.Tensor]) -> float:
 def measure() -> dict[str, list[float]]:
     """Seconds per forward and backward pass of each of the four paths, interleaved."""
     ref = nn.MultiheadAttention(D, H, batch_first=True)
-    ours = multihead.MultiHeadAttention.from_torch(ref)
+    ours = interop.from_torch(ref)
     x = torch.randn(B, T, D, requires_grad=True)
     runs: dict[str, Callable[[], torch.Tensor]] = {
         "ours_fused": lambda: ours(x, x, x, need_weights=False)[0],

@@ -8,7 +8,7 @@ of ``torch.nn.Transformer`` with the same post-LN layout and the same number of 
 the same batches: median (and interquartile range) over interleaved steps whose order
 alternates, so that neither model always runs first.
 
-(3) the same for the decoder-only GPT of chapter 12 (``RECIPE.gpt_kwargs()``, 1% fewer
+(3) the same for the decoder-only GPT of chapter 12 (``gpt.dates_config(recipe)``, 1% fewer
 parameters than the encoder-decoder), trained with the same recipe, steps and batches of 128,
 on the same pairs written as one sequence ``source <bos> target <eos>`` with the loss on the
 target, and decoded greedily (``generation.generate_many``, with the KV cache) on the same
@@ -120,7 +120,7 @@ def step_times(
     # A small fixed learning rate, not the recipe's schedule: these steps only measure time, and
     # a gentle rate keeps the two untrained models' weights (hence the work) from diverging.
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
-    lm = gpt.GPT(gpt.GPTConfig(**recipe.gpt_kwargs()))
+    lm = gpt.GPT(gpt.dates_config(recipe))
     lm_optimizer = torch.optim.AdamW(lm.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(1)
     batches = []
@@ -158,12 +158,12 @@ def step_times(
 def train_gpt(recipe: dates.Recipe, train_examples: list, test_examples: list) -> dict:
     """Train the GPT with the recipe and measure its greedy exact match on the test dates."""
     inputs, labels = dates.encode_lm_examples(train_examples)
-    model = gpt.GPT(gpt.GPTConfig(**recipe.gpt_kwargs()))
+    model = gpt.GPT(gpt.dates_config(recipe))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )
     schedule = train.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
-    loss_fn = gpt.batch_loss_fn(inputs, labels, recipe.batch_size, seed=recipe.seed)
+    loss_fn = train.batch_loss_fn(inputs, labels, recipe.batch_size, task="lm", seed=recipe.seed)
     start = time.perf_counter()
     history = train.fit(
         model, loss_fn, recipe.steps, optimizer=optimizer, scheduler=schedule, progress=False

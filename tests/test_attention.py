@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from attention_book import attention
+from attention_book import attention, validation
 
 
 @pytest.fixture(autouse=True)
@@ -255,7 +255,7 @@ def test_rejects_mixed_dtypes_naming_them():
     with pytest.raises(TypeError, match="q torch.float32, k torch.float64, v torch.float32"):
         attention.scaled_dot_product_attention(q, k.double(), v)
     with pytest.raises(TypeError, match="one dtype"):
-        attention.check_attention_inputs(q, k, v.half())
+        validation.check_attention_inputs(q, k, v.half())
 
 
 def test_rejects_empty_d_k():
@@ -274,15 +274,26 @@ def test_non_finite_values_raise_instead_of_giving_nan():
         attention.scaled_dot_product_attention(q, k, torch.randn_like(v))
 
 
-def test_attend_is_the_unchecked_kernel():
+def test_dropout_drops_weights_in_training_only_when_asked():
     q, k, v = _qkv(T=5, S=5)
-    mask = attention.causal_mask(5)
-    for got, expected in zip(
-        attention.attend(q, k, v, mask),
-        attention.scaled_dot_product_attention(q, k, v, mask),
-        strict=True,
-    ):
-        assert torch.equal(got, expected)
+    torch.manual_seed(0)
+    out, w = attention.scaled_dot_product_attention(q, k, v, dropout=0.5)
+    kept = w[w > 0]
+    plain = attention.scaled_dot_product_attention(q, k, v)[1]
+    assert (w == 0).any() and torch.allclose(kept, (plain * 2)[w > 0])  # kept weights / (1 - p)
+    torch.testing.assert_close(out, w @ v)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        attention.scaled_dot_product_attention(q, k, v, dropout=1.0)
+
+
+def test_causal_mask_with_an_offset_reads_every_cached_key():
+    m = attention.causal_mask(2, offset=3)  # two new queries after three cached positions
+    assert m.shape == (2, 5)
+    assert m.tolist() == [[True] * 4 + [False], [True] * 5]
+    assert torch.equal(attention.causal_mask(4, 4), attention.causal_mask(4))
+    assert attention.causal_mask(3, S=6, offset=1).shape == (3, 6)
+    with pytest.raises(ValueError, match="offset must be a non-negative int"):
+        attention.causal_mask(2, offset=-1)
 
 
 def test_causal_mask_takes_integer_like_lengths():

@@ -122,7 +122,9 @@ def test_hidden_states_and_attentions_match_transformers(small_pair):
         ref = hf(ids, attention_mask=real.long(), output_attentions=True)
     hidden = ours(ids, real)
     assert_close(hidden[real], ref.last_hidden_state[real], atol=1e-5, rtol=0)
-    weights = ours.attention_weights(ids, real)  # (B, N, H, T, T)
+    layers = ours.attention_weights(ids, real)  # N x (B, H, T, T)
+    assert isinstance(layers, list) and len(layers) == SMALL.num_layers
+    weights = torch.stack(layers, dim=1)  # N x (B, H, T, T) -> (B, N, H, T, T)
     assert weights.shape == (2, SMALL.num_layers, SMALL.num_heads, 6, 6)
     ref_weights = torch.stack(ref.attentions, dim=1)  # N x (B, H, T, T) -> (B, N, H, T, T)
     assert_close(weights, ref_weights, atol=1e-5, rtol=0)
@@ -149,7 +151,7 @@ def test_encoder_rejects_bad_ids(small_pair):
     _, ours = small_pair
     with pytest.raises(TypeError, match="LongTensor"):
         ours(torch.zeros(1, 3))
-    with pytest.raises(ValueError, match="lie in"):
+    with pytest.raises(ValueError, match=r"outside the vocabulary \[0, 50\)"):
         ours(torch.tensor([[1, 50]]))
     with pytest.raises(ValueError, match="length 21"):
         ours(torch.ones(1, 21, dtype=torch.long))
@@ -165,3 +167,8 @@ def test_mean_pool_averages_real_tokens_only():
         bert.mean_pool(hidden, torch.zeros(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="bool mask"):
         bert.mean_pool(hidden, torch.ones(1, 3))
+
+
+def test_an_empty_batch_gives_empty_hidden_states(small_pair):
+    _, ours = small_pair
+    assert ours(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 4, SMALL.d_model)

@@ -292,7 +292,8 @@ def test_importing_renders_nothing_and_max_source_len_is_built_on_first_use():
         "from attention_book.dates import MAX_SOURCE_LEN\n"
         "assert MAX_SOURCE_LEN == 30\n"
         "assert dates.LM_MAX_LEN == 30 - 1 + dates.TARGET_LEN == 41\n"
-        "assert dates.RECIPE.gpt_kwargs()['max_len'] == dates.LM_MAX_LEN\n"
+        "from attention_book import gpt\n"
+        "assert gpt.dates_config().max_len == dates.LM_MAX_LEN\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(AttributeError, match="no attribute 'MAX_TARGET_LEN'"):
@@ -318,3 +319,17 @@ def test_integer_like_arguments():
         dates.ordinal(np.int64(32))
     with pytest.raises(ValueError, match="seed must be an int, got '3' of type str"):
         dates.sample(5, seed="3")
+
+
+def test_parse_refuses_a_string_that_strptime_would_read_leniently():
+    with pytest.raises(ValueError, match="'2026112' is not a date written in 'yyyymmdd'"):
+        dates.parse("2026112", "yyyymmdd")
+    assert dates.parse("20261102", "yyyymmdd") == datetime.date(2026, 11, 2)
+
+
+def test_encode_and_decode_refuse_bools_and_non_bools_in_the_wrong_place():
+    with pytest.raises(TypeError, match="bos must be a bool"):
+        dates.SOURCE_VOCAB.encode("1", bos=2)  # it used to add two <bos>
+    with pytest.raises(ValueError, match="each id must be an int, got True"):
+        dates.SOURCE_VOCAB.decode([True, 5])
+    assert dates.SOURCE_VOCAB.encode("1", bos=np.bool_(True))[0] == dates.BOS_ID

@@ -324,9 +324,9 @@ def test_integer_like_arguments_and_clear_refusals():
     ):
         with pytest.raises(ValueError, match=message):
             decoding.greedy_decode(model, src, **bad)
-    with pytest.raises(TypeError, match="length_penalty must be a float, got True"):
+    with pytest.raises(TypeError, match="length_penalty must be a number, got True"):
         decoding.beam_search(model, src, 4, length_penalty=True)
-    with pytest.raises(ValueError, match="length_penalty must be a number, got NaN"):
+    with pytest.raises(ValueError, match="length_penalty must be a finite number, got nan"):
         decoding.beam_search(model, src, 4, length_penalty=float("nan"))
     with pytest.raises(TypeError, match="label_smoothing must be a float"):
         train.sequence_loss(torch.randn(2, 3, 5), torch.ones(2, 3, dtype=torch.long), 0, "0.1")
@@ -336,3 +336,29 @@ def test_integer_like_arguments_and_clear_refusals():
     with pytest.raises(ValueError, match="warmup_steps must be a non-negative int, got -1"):
         train.warmup_cosine_schedule(optimizer, -1, 10)
     del schedule
+
+
+def test_translate_refuses_a_decode_function_that_loses_strings():
+    model, src = small_transformer(), random_src()
+    with pytest.raises(ValueError, match="decode_ids returned 1 strings for 6 sequences"):
+        decoding.translate(model, src, lambda ids: ["x"], max_len=4)
+
+
+@pytest.mark.parametrize("eos_id", [7, 100])
+def test_decoders_refuse_an_eos_id_outside_the_target_vocabulary(eos_id):
+    model, src = small_transformer(), random_src()
+    for decode in (decoding.greedy_decode, decoding.beam_search):
+        with pytest.raises(ValueError, match=rf"eos_id={eos_id} is outside .* \[0, 7\)"):
+            decode(model, src, 4, eos_id=eos_id)
+
+
+def test_beam_search_refuses_an_infinite_length_penalty():
+    with pytest.raises(ValueError, match="length_penalty must be a finite number"):
+        decoding.beam_search(small_transformer(), random_src(), 4, length_penalty=math.inf)
+
+
+def test_every_decoder_reads_the_model_in_eval_mode_and_restores_its_mode():
+    model = small_transformer().train()
+    decoding.greedy_decode(model, random_src(), 4)
+    decoding.beam_search(model, random_src(), 4, beam_width=2)
+    assert model.training

@@ -49,3 +49,22 @@ def test_html_rejects_bad_input():
         explorer.head_explorer_html({"s": (["a"], _maps(1)), "t": (["a"], torch.ones(1, 1, 1, 1))})
     with pytest.raises(ValueError, match="outside"):
         explorer.head_explorer_html(SENTENCES, layer=2)
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (torch.full((2, 3, 3, 3), float("nan")), "attention weights"),
+        (torch.randn(2, 3, 3, 3) * 5, "not raw scores"),
+        (torch.ones(2, 3, 3, 3, dtype=torch.long), "floating-point"),
+    ],
+)
+def test_html_refuses_what_are_not_attention_weights(weights, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        explorer.head_explorer_html({"s": (["a", "b", "c"], weights)})
+
+
+@pytest.mark.parametrize("layer", [1.0, True])
+def test_html_refuses_a_float_or_bool_layer(layer):
+    with pytest.raises(ValueError, match="layer must be a non-negative int"):
+        explorer.head_explorer_html(SENTENCES, layer=layer)

@@ -18,7 +18,7 @@ class TinyLM(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.config = SimpleNamespace(max_len=MAX_LEN, num_layers=1)
+        self.config = SimpleNamespace(max_len=MAX_LEN, num_layers=1, vocab_size=V)
         self.tok = nn.Embedding(V, D)
         self.pos = nn.Embedding(MAX_LEN, D)
         self.qkv = nn.Linear(D, 3 * D)
@@ -56,7 +56,7 @@ def test_cache_update_appends_and_reports_length():
 def test_cache_rejects_bad_shapes_and_sizes():
     with pytest.raises(ValueError, match="num_layers"):
         generation.KVCache(0)
-    with pytest.raises(TypeError, match="num_layers"):
+    with pytest.raises(ValueError, match="num_layers must be a positive int, got 1.5"):
         generation.KVCache(1.5)
     cache = generation.KVCache(np.int64(1))
     with pytest.raises(ValueError, match="B, H_kv, T_new"):
@@ -64,6 +64,11 @@ def test_cache_rejects_bad_shapes_and_sizes():
     cache.update(0, torch.zeros(2, 3, 4, 5), torch.zeros(2, 3, 4, 5))
     with pytest.raises(ValueError, match="do not continue"):
         cache.update(0, torch.zeros(1, 3, 1, 5), torch.zeros(1, 3, 1, 5))
+    with pytest.raises(ValueError, match="layer 1 is outside this cache of 1 layers"):
+        cache.update(1, torch.zeros(2, 3, 1, 5), torch.zeros(2, 3, 1, 5))
+    with pytest.raises(ValueError, match="layer must be a non-negative int, got -1"):
+        cache.update(-1, torch.zeros(2, 3, 1, 5), torch.zeros(2, 3, 1, 5))  # not the last layer
+    assert cache.num_layers == 1 and cache.length == 4
 
 
 def test_cached_forward_equals_full_forward(model):
@@ -186,10 +191,12 @@ def test_sampled_first_tokens_follow_the_tempered_softmax(model):
         ({"temperature": float("nan")}, ValueError, "temperature"),
         ({"temperature": "hot"}, TypeError, "temperature"),
         ({"top_k": 0}, ValueError, "top_k"),
-        ({"top_k": 2.5}, TypeError, "top_k"),
+        ({"top_k": 2.5}, ValueError, "top_k must be a positive int"),
         ({"top_p": 0.0}, ValueError, "top_p"),
         ({"top_p": 1.5}, ValueError, "top_p"),
-        ({"eos_id": True}, TypeError, "eos_id"),
+        ({"eos_id": True}, ValueError, "eos_id"),
+        ({"eos_id": -1}, ValueError, "eos_id must be a non-negative int"),
+        ({"eos_id": 11}, ValueError, r"eos_id=11 is outside the vocabulary \[0, 11\)"),
         ({"max_new_tokens": -1}, ValueError, "max_new_tokens"),
         ({"max_new_tokens": 38}, ValueError, "max_len=40"),
     ],
@@ -213,3 +220,78 @@ def test_generate_rejects_bad_ids(model):
 def test_zero_new_tokens_returns_the_prompt(model):
     ids = torch.randint(0, V, (2, 5))
     assert torch.equal(generation.generate(model, ids, 0), ids)
+
+
+# --- no silent wrong answer ----------------------------------------------------------------
+
+
+def test_generate_reads_a_model_in_eval_mode_and_restores_its_mode():
+    torch.manual_seed(0)
+    lm = TinyLM()  # its output goes through dropout in training mode
+    drop = nn.Dropout(0.5)
+
+    class Dropping(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm, self.drop, self.config = lm, drop, lm.config
+
+        def forward(self, ids, cache=None):
+            return self.drop(self.lm(ids, cache=cache))
+
+    model = Dropping().train()
+    prompt = torch.tensor([[1, 2, 3]])
+    a = generation.generate(model, prompt, 10, temperature=0)
+    b = generation.generate(model, prompt, 10, temperature=0)
+    assert torch.equal(a, b) and model.training and drop.training
+
+
+@pytest.mark.parametrize(
+    ("logits", "message"),
+    [
+        (torch.full((2, 5), float("-inf")), "all -inf"),
+        (torch.tensor([[0.0, float("inf"), 1.0]]), r"\+inf"),
+        (torch.tensor([[0.0, float("nan"), 1.0]]), "NaN"),
+    ],
+)
+def test_next_token_distribution_refuses_logits_it_cannot_turn_into_probabilities(logits, message):
+    with pytest.raises(ValueError, match=message):
+        generation.next_token_distribution(logits)
+
+
+@pytest.mark.parametrize(
+    ("logits", "temperature"),
+    [
+        (torch.tensor([[1.0, 2.0, 0.5]]), 1e-40),  # logits / T overflows float32
+        (torch.tensor([[3e38, -3e38, 1e38]]), 0.5),  # huge logits, small temperature
+        (torch.tensor([[float("-inf"), 2.0, 1.0]]), 1e-30),
+    ],
+)
+def test_next_token_distribution_never_returns_nan(logits, temperature):
+    probs = generation.next_token_distribution(logits, temperature=temperature)
+    assert torch.isfinite(probs).all()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(1))
+    assert probs.argmax(-1).item() == logits.argmax(-1).item()
+
+
+def test_numpy_numbers_are_accepted_where_python_numbers_are(model):
+    logits = torch.tensor([[1.0, 2.0, 0.5]])
+    expected = generation.next_token_distribution(logits, temperature=0.5, top_p=0.9)
+    got = generation.next_token_distribution(
+        logits, temperature=np.float32(0.5), top_p=np.float64(0.9), top_k=np.int64(3)
+    )
+    torch.testing.assert_close(got, expected)
+    out = generation.generate(model, torch.tensor([[1, 2]]), np.int64(3), temperature=np.float32(0))
+    assert out.shape == (1, 5)
+
+
+def test_generate_many_refuses_an_empty_prompt(model):
+    with pytest.raises(ValueError, match=r"at least one token; prompts \[1\] are empty"):
+        generation.generate_many(model, [[1, 2], []], 3)
+
+
+def test_generate_refuses_an_encoder_decoder_with_a_pointer_to_decoding():
+    from attention_book import transformer
+
+    encdec = transformer.Transformer(transformer.TransformerConfig(12, 12, 16, 2, 1, 1, 32))
+    with pytest.raises(TypeError, match="decoder-only.*greedy_decode"):
+        generation.generate(encdec, torch.tensor([[1, 2]]), 3)

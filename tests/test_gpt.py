@@ -35,7 +35,7 @@ def test_block_is_the_pre_ln_encoder_layer_with_a_causal_mask(model):
     x = model.embed(ids) * math.sqrt(CONFIG.d_model) + model.pe[:9]  # (2, 9, D)
     for layer in model.layers:
         assert isinstance(layer, transformer.EncoderLayer) and layer.norm_first
-        x = layer(x, attention.causal_mask(9))
+        x, _ = layer(x, attention.causal_mask(9))
     torch.testing.assert_close(model(ids), model.lm_head(model.norm(x)))
 
 
@@ -124,7 +124,7 @@ def test_tiny_overfit_on_dates():
     examples = dates.sample(8, "train", seed=3)
     inputs, labels = dates.encode_lm_examples(examples)
     config = gpt.GPTConfig(len(dates.SOURCE_VOCAB), 32, 2, 2, 64, dates.LM_MAX_LEN)
-    loss_fn = gpt.batch_loss_fn(inputs, labels, 8)
+    loss_fn = train.batch_loss_fn(inputs, labels, 8, task="lm")
     model = gpt.GPT(config)
     history = train.fit(model, loss_fn, 100, lr=1e-2, progress=False)
     assert history.final_loss < 0.05
@@ -152,13 +152,13 @@ def test_lm_examples_put_the_loss_on_the_target_only():
 
 
 def test_recipe_gpt_has_about_the_encoder_decoder_parameter_count():
-    n_gpt = transformer.count_parameters(gpt.GPT(gpt.GPTConfig(**dates.RECIPE.gpt_kwargs())))
+    n_gpt = transformer.count_parameters(gpt.GPT(gpt.dates_config()))
     config = transformer.TransformerConfig(**dates.RECIPE.model_kwargs())
     n_ed = transformer.count_parameters(transformer.Transformer(config))
     assert (n_gpt, n_ed) == (171_200, 172_942)  # 1.0% fewer
 
 
-def test_batch_loss_fn_trims_padding_and_validates():
+def test_lm_batch_loss_fn_trims_padding_and_validates():
     inputs = torch.tensor([[3, 4, 0, 0], [5, 6, 7, 0]])
     labels = torch.tensor([[4, 2, 0, 0], [6, 7, 2, 0]])
     seen = []
@@ -167,14 +167,29 @@ def test_batch_loss_fn_trims_padding_and_validates():
         seen.append(ids.shape)
         return torch.zeros(*ids.shape, 13, requires_grad=True)
 
-    gpt.batch_loss_fn(inputs, labels, 2)(fake, 0)
+    train.batch_loss_fn(inputs, labels, 2, task="lm")(fake, 0)
     assert seen == [(2, 3)]
     with pytest.raises(ValueError, match="differ"):
-        gpt.batch_loss_fn(inputs, labels[:, :3], 2)
+        train.batch_loss_fn(inputs, labels[:, :3], 2, task="lm")
     with pytest.raises(ValueError, match="exceeds"):
-        gpt.batch_loss_fn(inputs, labels, 3)
+        train.batch_loss_fn(inputs, labels, 3, task="lm")
     with pytest.raises(TypeError, match="LongTensor"):
-        gpt.batch_loss_fn(inputs.float(), labels, 2)
+        train.batch_loss_fn(inputs.float(), labels, 2, task="lm")
+    with pytest.raises(ValueError, match="task must be one of"):
+        train.batch_loss_fn(inputs, labels, 2, task="gpt")
+
+
+def test_lm_batch_loss_fn_keeps_every_token_of_left_padded_rows():
+    inputs = torch.tensor([[0, 0, 3, 4], [5, 6, 7, 8]])  # the first row is padded on the left
+    labels = torch.tensor([[0, 0, 4, 2], [6, 7, 8, 2]])
+    seen = []
+
+    def fake(ids):
+        seen.append(ids.clone())
+        return torch.zeros(*ids.shape, 13, requires_grad=True)
+
+    train.batch_loss_fn(inputs, labels, 2, task="lm")(fake, 0)
+    assert seen[0].shape == (2, 4) and set(seen[0][:, -1].tolist()) == {4, 8}
 
 
 @pytest.mark.parametrize(
@@ -197,7 +212,7 @@ def test_forward_rejects_bad_input(model):
         gpt.GPT({"vocab_size": 13})
     with pytest.raises(TypeError, match="LongTensor"):
         model(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=r"\(B, T\)"):
+    with pytest.raises(ValueError, match=r"\(B, length\)"):
         model(torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="vocabulary"):
         model(torch.tensor([[1, 13]]))
@@ -211,3 +226,21 @@ def test_forward_rejects_bad_input(model):
         model(torch.zeros(1, 2, dtype=torch.long), cache=object())
     with pytest.raises(ValueError, match="max_len"):
         generation.generate(model, torch.zeros(1, 40, dtype=torch.long), 9)
+
+
+def test_a_cache_built_for_fewer_layers_is_a_clear_error(model):
+    with pytest.raises(ValueError, match=r"cache holds 2 layers but the model has 3.*KVCache\(3\)"):
+        model(torch.zeros(1, 2, dtype=torch.long), cache=generation.KVCache(2))
+
+
+def test_an_empty_batch_gives_empty_logits(model):
+    assert model(torch.zeros(0, 3, dtype=torch.long)).shape == (0, 3, CONFIG.vocab_size)
+
+
+def test_the_dates_gpt_takes_its_settings_from_the_recipe_and_its_own_depth():
+    recipe = dataclasses.replace(dates.RECIPE, d_model=32)
+    config = gpt.dates_config(recipe)
+    assert (config.d_model, config.num_layers) == (32, gpt.DATES_NUM_LAYERS)
+    assert config.max_len == dates.LM_MAX_LEN and config.vocab_size == len(dates.SOURCE_VOCAB)
+    with pytest.raises(TypeError, match="dates.Recipe"):
+        gpt.dates_config({"d_model": 32})

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from attention_book import attention, generation, llama, multihead, positional, pretrained
+from attention_book import generation, llama, positional, pretrained, transformer
 
 TINY = llama.LlamaConfig(
     vocab_size=23,
@@ -53,51 +53,10 @@ def test_swiglu_matches_its_formula():
     assert all(m.bias is None for m in (ffn.w_gate, ffn.w_up, ffn.w_down))
 
 
-def test_gqa_with_as_many_kv_heads_as_heads_is_multi_head_attention():
-    torch.manual_seed(0)
-    D, H = 24, 4
-    gqa = llama.GroupedQueryAttention(D, H, num_kv_heads=H)
-    mha = multihead.MultiHeadAttention(D, H, bias=False)
-    for name in ("w_q", "w_k", "w_v", "w_o"):
-        getattr(mha, name).weight.data.copy_(getattr(gqa, name).weight)
-    x = torch.randn(2, 7, D)
-    mask = attention.causal_mask(7)
-    expected, expected_w = mha(x, x, x, mask=mask)
-    out, w = gqa(x, mask=mask, need_weights=True)
-    assert_close(out, expected)
-    assert_close(w, expected_w)
-    assert_close(gqa(x, mask=mask)[0], expected)  # the fused path
-
-
-def test_gqa_equals_multi_head_attention_with_shared_key_value_heads():
-    torch.manual_seed(0)
-    D, H, H_kv = 24, 6, 2
-    gqa = llama.GroupedQueryAttention(D, H, H_kv)
-    mha = multihead.MultiHeadAttention(D, H, bias=False)
-    d_k = D // H
-    for name in ("w_k", "w_v"):  # query heads 0-2 read kv head 0, heads 3-5 kv head 1
-        w = getattr(gqa, name).weight.view(H_kv, 1, d_k, D).expand(H_kv, H // H_kv, d_k, D)
-        getattr(mha, name).weight.data.copy_(w.reshape(D, D))
-    mha.w_q.weight.data.copy_(gqa.w_q.weight)
-    mha.w_o.weight.data.copy_(gqa.w_o.weight)
-    x = torch.randn(2, 5, D)
-    mask = attention.causal_mask(5)
-    assert_close(gqa(x, mask=mask)[0], mha(x, x, x, mask=mask)[0])
-    assert_close(gqa(x, mask=mask, need_weights=True)[0], mha(x, x, x, mask=mask)[0])
-    assert sum(p.numel() for p in gqa.parameters()) == 2 * D * D + 2 * D * (D * H_kv // H)
-
-
-def test_repeat_kv_shares_each_head_with_consecutive_query_heads():
-    x = torch.arange(2 * 3 * 1 * 1.0).view(2, 3, 1, 1)
-    out = llama.repeat_kv(x, 2)
-    assert out.shape == (2, 6, 1, 1)
-    assert out[0, :, 0, 0].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
-
-
 def test_config_validation_and_frozen():
     with pytest.raises(ValueError, match="num_kv_heads=4 must divide num_heads=6"):
         dataclasses.replace(TINY, num_kv_heads=4)
-    with pytest.raises(ValueError, match="num_heads=5 must divide d_model=24"):
+    with pytest.raises(ValueError, match="d_model=24 is not divisible by num_heads=5"):
         dataclasses.replace(TINY, num_heads=5)
     with pytest.raises(ValueError, match="even"):
         dataclasses.replace(TINY, d_model=18, num_heads=6, num_kv_heads=2)
@@ -120,7 +79,9 @@ def test_llama_is_causal_and_has_tied_embeddings():
     assert model.lm_head is None
     d, f, kv = TINY.d_model, TINY.d_ff, TINY.num_kv_heads * TINY.d_k
     per_layer = 2 * d * d + 2 * d * kv + 3 * d * f + 2 * d
-    assert model.num_parameters() == TINY.vocab_size * d + TINY.num_layers * per_layer + d
+    assert (
+        transformer.count_parameters(model) == TINY.vocab_size * d + TINY.num_layers * per_layer + d
+    )
 
 
 def test_cached_forward_equals_full_forward_and_caches_only_kv_heads():
@@ -150,7 +111,9 @@ def test_generate_drives_the_model_with_and_without_cache():
 def test_attention_weights_are_causal_rows_that_sum_to_one():
     model = _random_model()
     ids = torch.randint(0, TINY.vocab_size, (1, 6))
-    w = model.attention_weights(ids)
+    weights = model.attention_weights(ids)
+    assert isinstance(weights, list) and len(weights) == TINY.num_layers
+    w = torch.stack(weights)  # N x (B, H, T, T) -> (N, B, H, T, T)
     assert w.shape == (TINY.num_layers, 1, TINY.num_heads, 6, 6)
     assert_close(w.sum(-1), torch.ones(TINY.num_layers, 1, TINY.num_heads, 6))
     assert (w.triu(1) == 0).all()
@@ -158,8 +121,10 @@ def test_attention_weights_are_causal_rows_that_sum_to_one():
 
 def test_llama_rejects_bad_ids():
     model = _random_model()
-    with pytest.raises(TypeError, match="integer"):
+    with pytest.raises(TypeError, match="LongTensor"):
         model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match=r"outside the vocabulary \[0, 23\)"):
+        model(torch.tensor([[1, 23]]))
     with pytest.raises(ValueError, match="max_len"):
         model(torch.zeros(1, 33, dtype=torch.long))
 
@@ -223,7 +188,7 @@ def test_smollm2_configuration(ours):
     c = ours.config
     assert (c.num_layers, c.d_model, c.num_heads, c.num_kv_heads, c.d_k) == (30, 576, 9, 3, 64)
     assert (c.d_ff, c.vocab_size, c.rope_base, c.norm_eps) == (1536, 49152, 100000.0, 1e-5)
-    assert c.tie_embeddings and ours.num_parameters() == 134_515_008
+    assert c.tie_embeddings and transformer.count_parameters(ours) == 134_515_008
 
 
 def test_smollm2_logits_equal_transformers(ours, reference, prompt_ids):
@@ -231,7 +196,7 @@ def test_smollm2_logits_equal_transformers(ours, reference, prompt_ids):
         got, expected = ours(prompt_ids), reference(prompt_ids).logits
     assert expected.abs().max() > 20  # logits of real size, not a degenerate model
     assert_close(got, expected, rtol=0, atol=1e-3)
-    assert sum(p.numel() for p in reference.parameters()) == ours.num_parameters()
+    assert sum(p.numel() for p in reference.parameters()) == transformer.count_parameters(ours)
 
 
 def test_smollm2_greedy_generation_equals_transformers(ours, reference, prompt_ids):
@@ -244,34 +209,98 @@ def test_smollm2_greedy_generation_equals_transformers(ours, reference, prompt_i
 
 def test_smollm2_without_the_unpermutation_is_a_different_model(ours, prompt_ids):
     # llama.cpp's row order with rotate-half RoPE: the trap the loader avoids
-    attn = ours.blocks[0].attn
+    attn = ours.layers[0].self_attn
     saved = attn.w_q.weight.data.clone(), attn.w_k.weight.data.clone()
     ids = prompt_ids[:, :12]
     with torch.no_grad():
         right = ours(ids)
         try:
-            for block in ours.blocks:
-                a = block.attn
+            for layer in ours.layers:
+                a = layer.self_attn
                 a.w_q.weight.data = llama.permute_rows(a.w_q.weight.data, a.num_heads)
                 a.w_k.weight.data = llama.permute_rows(a.w_k.weight.data, a.num_kv_heads)
             wrong = ours(ids)
         finally:
-            for block in ours.blocks:
-                a = block.attn
+            for layer in ours.layers:
+                a = layer.self_attn
                 a.w_q.weight.data = llama.unpermute_rows(a.w_q.weight.data, a.num_heads)
                 a.w_k.weight.data = llama.unpermute_rows(a.w_k.weight.data, a.num_kv_heads)
     assert (wrong - right).abs().max() > 5
     assert torch.equal(attn.w_q.weight, saved[0]) and torch.equal(attn.w_k.weight, saved[1])
 
 
-def test_one_new_token_attends_through_the_grouped_fast_path_like_the_explicit_path():
-    torch.manual_seed(0)
-    gqa = llama.GroupedQueryAttention(24, 6, 2)
-    x = torch.randn(2, 1, 24)
-    cache = generation.KVCache(1)
-    cache.update(0, torch.randn(2, 2, 7, 4), torch.randn(2, 2, 7, 4))
-    fast, _ = gqa(x, cache=cache)
-    cache.keys[0], cache.values[0] = cache.keys[0][:, :, :7], cache.values[0][:, :, :7]
-    explicit, w = gqa(x, cache=cache, need_weights=True)
-    assert w.shape == (2, 6, 1, 8)
-    assert_close(fast, explicit)
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"tie_embeddings": "False"}, TypeError, "tie_embeddings must be a bool"),
+        ({"rope_base": float("inf")}, ValueError, "rope_base must be a finite number"),
+        ({"norm_eps": -1e-5}, ValueError, "norm_eps must be positive"),
+    ],
+)
+def test_config_refuses_settings_that_would_be_silently_wrong(changes, error, message):
+    with pytest.raises(error, match=message):
+        dataclasses.replace(TINY, **changes)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_llama_reads_a_valid_input(dtype):
+    model = _random_model().to(dtype)
+    ids = torch.randint(0, TINY.vocab_size, (2, 5))
+    with torch.no_grad():
+        logits = model(ids)
+    assert logits.dtype == dtype and torch.isfinite(logits).all()
+    assert_close(logits.float(), _random_model()(ids).detach(), atol=0.2, rtol=0.05)
+
+
+def test_an_empty_batch_gives_empty_logits():
+    model = _random_model()
+    assert model(torch.zeros(0, 4, dtype=torch.long)).shape == (0, 4, TINY.vocab_size)
+
+
+def test_the_block_is_the_books_encoder_layer_with_llama_parts():
+    layer = _random_model().layers[0]
+    assert isinstance(layer, transformer.EncoderLayer) and layer.norm_first
+    assert isinstance(layer.norm1, llama.RMSNorm) and isinstance(layer.ff, llama.SwiGLU)
+    assert layer.self_attn.num_kv_heads == TINY.num_kv_heads
+    assert [m.self_attn.layer_idx for m in _random_model().layers] == [0, 1]
+
+
+class _FakeField:
+    def __init__(self, value):
+        self.value, self.data = value, [0] * 7
+
+    def contents(self):
+        return self.value
+
+
+class _FakeReader:
+    def __init__(self, tokens=True, extra=()):
+        values = {
+            "general.architecture": "llama",
+            "llama.embedding_length": 8,
+            "llama.block_count": 1,
+            "llama.attention.head_count": 2,
+            "llama.attention.head_count_kv": 1,
+            "llama.feed_forward_length": 16,
+            "llama.context_length": 32,
+            "llama.rope.freq_base": 10000.0,
+            "llama.attention.layer_norm_rms_epsilon": 1e-5,
+        }
+        self.fields = {k: _FakeField(v) for k, v in values.items()}
+        if tokens:
+            self.fields["tokenizer.ggml.tokens"] = _FakeField(None)
+        self.tensors = [type("T", (), {"name": n})() for n in ("token_embd.weight", *extra)]
+
+
+def test_gguf_without_a_token_list_is_a_clear_error():
+    with pytest.raises(ValueError, match="no token list"):
+        llama.config_from_gguf(_FakeReader(tokens=False))
+    assert llama.config_from_gguf(_FakeReader()).vocab_size == 7
+
+
+def test_gguf_with_scaled_rope_frequencies_is_a_clear_error():
+    with pytest.raises(ValueError, match="rope_freqs.weight.*scaled-RoPE"):
+        llama._gguf_name_to_ours("rope_freqs.weight")
+    assert llama._gguf_name_to_ours("blk.3.attn_q.weight") == "layers.3.self_attn.w_q.weight"
+    with pytest.raises(ValueError, match="unknown GGUF tensor"):
+        llama._gguf_name_to_ours("blk.3.attn_q")

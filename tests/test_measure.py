@@ -68,3 +68,9 @@ def test_loglog_slope_rejects_bad_input():
         measure.loglog_slope([1, 2], [0, 1])
     with pytest.raises(ValueError, match="different"):
         measure.loglog_slope([2, 2], [1, 3])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_loglog_slope_refuses_nan_and_inf_instead_of_returning_nan(bad):
+    with pytest.raises(ValueError, match="finite number"):
+        measure.loglog_slope([1.0, 2.0, 4.0], [1.0, bad, 16.0])

@@ -1,11 +1,12 @@
 """Tests for attention_book.multihead.MultiHeadAttention: torch equivalence, masks, errors."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.testing import assert_close
 
-from attention_book import attention, generation, multihead
+from attention_book import attention, generation, interop, multihead, positional
 
 B, T, S, D, H = 2, 5, 7, 16, 4
 
@@ -19,7 +20,7 @@ def _pair(bias=True, dropout=0.0, batch_first=True):
     """A torch module and our copy of it, both in eval mode."""
     ref = nn.MultiheadAttention(D, H, bias=bias, dropout=dropout, batch_first=batch_first)
     ref.eval()
-    ours = multihead.MultiHeadAttention.from_torch(ref).eval()
+    ours = interop.from_torch(ref).eval()
     return ref, ours
 
 
@@ -241,7 +242,7 @@ def test_from_torch_works_for_a_sequence_first_module_too():
 
 def test_from_torch_copies_dropout_dtype_and_bias():
     ref = nn.MultiheadAttention(D, H, dropout=0.25, bias=False, batch_first=True).double()
-    ours = multihead.MultiHeadAttention.from_torch(ref)
+    ours = interop.from_torch(ref)
     assert ours.dropout == 0.25 and ours.w_q.bias is None
     assert ours.w_q.weight.dtype == torch.float64
     assert_close(ours.w_k.weight, ref.in_proj_weight[D : 2 * D])
@@ -399,13 +400,13 @@ def test_bad_types_raise_type_error():
 
 def test_from_torch_rejects_what_it_cannot_copy():
     with pytest.raises(TypeError, match="torch.nn.MultiheadAttention"):
-        multihead.MultiHeadAttention.from_torch(nn.Linear(D, D))
+        interop.from_torch(nn.Linear(D, D))
     with pytest.raises(ValueError, match="kdim == vdim == embed_dim"):
-        multihead.MultiHeadAttention.from_torch(nn.MultiheadAttention(D, H, kdim=8, vdim=8))
+        interop.from_torch(nn.MultiheadAttention(D, H, kdim=8, vdim=8))
     with pytest.raises(ValueError, match="add_bias_kv"):
-        multihead.MultiHeadAttention.from_torch(nn.MultiheadAttention(D, H, add_bias_kv=True))
+        interop.from_torch(nn.MultiheadAttention(D, H, add_bias_kv=True))
     with pytest.raises(ValueError, match="add_zero_attn"):
-        multihead.MultiHeadAttention.from_torch(nn.MultiheadAttention(D, H, add_zero_attn=True))
+        interop.from_torch(nn.MultiheadAttention(D, H, add_zero_attn=True))
 
 
 # --- learning ------------------------------------------------------------------------------
@@ -447,12 +448,12 @@ def test_cache_path_attends_over_cached_and_new_positions():
 
 def test_from_torch_keeps_the_training_mode():
     torch_mha = torch.nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True).eval()
-    ours = multihead.MultiHeadAttention.from_torch(torch_mha)
+    ours = interop.from_torch(torch_mha)
     assert not ours.training
     x = torch.randn(2, 5, 8)
     first, second = ours(x, x, x)[0], ours(x, x, x)[0]
     torch.testing.assert_close(first, second)  # no dropout in evaluation mode
-    assert multihead.MultiHeadAttention.from_torch(torch_mha.train()).training
+    assert interop.from_torch(torch_mha.train()).training
 
 
 # --- issue 9: the accepted mask shapes, and the two paths agree on every input -------------
@@ -525,7 +526,7 @@ def test_both_paths_agree_with_dropout_in_training_mode():
     fast, none = m(x, kv, kv, need_weights=False)
     assert none is None
     assert_close(fast, out)  # one seed, one result, whichever path
-    assert_close(out, m.w_o((w @ m._split(m.w_v(kv))).transpose(1, 2).reshape(B, T, D)))
+    assert_close(out, m.w_o((w @ m._split(m.w_v(kv), H)).transpose(1, 2).reshape(B, T, D)))
 
 
 def test_mixed_dtypes_are_a_type_error_naming_both():
@@ -544,3 +545,123 @@ def test_no_keys_gives_the_output_bias_on_both_paths(need_weights):
     out, w = m(torch.randn(B, T, D), empty, empty, need_weights=need_weights)
     assert_close(out, m.w_o.bias.expand(B, T, D))
     assert w is None or w.shape == (B, H, T, 0)
+
+
+# --- one module for every model: grouped-query attention, rotary positions, the cache ------
+
+
+def test_as_many_kv_heads_as_heads_is_ordinary_multi_head_attention():
+    torch.manual_seed(0)
+    plain = multihead.MultiHeadAttention(24, 4, bias=False).eval()
+    torch.manual_seed(0)
+    same = multihead.MultiHeadAttention(24, 4, bias=False, num_kv_heads=4).eval()
+    x = torch.randn(2, 7, 24)
+    mask = attention.causal_mask(7)
+    for need_weights in (True, False):
+        assert_close(same(x, x, x, mask, need_weights)[0], plain(x, x, x, mask, need_weights)[0])
+
+
+def test_grouped_query_attention_equals_mha_with_shared_key_value_heads():
+    torch.manual_seed(0)
+    D, H, H_kv = 24, 6, 2
+    gqa = multihead.MultiHeadAttention(D, H, bias=False, num_kv_heads=H_kv).eval()
+    mha = multihead.MultiHeadAttention(D, H, bias=False).eval()
+    d_k = D // H
+    with torch.no_grad():
+        for name in ("w_k", "w_v"):  # query heads 0-2 read kv head 0, heads 3-5 kv head 1
+            w = getattr(gqa, name).weight.view(H_kv, 1, d_k, D).expand(H_kv, H // H_kv, d_k, D)
+            getattr(mha, name).weight.copy_(w.reshape(D, D))
+        mha.w_q.weight.copy_(gqa.w_q.weight)
+        mha.w_o.weight.copy_(gqa.w_o.weight)
+    x = torch.randn(2, 5, D)
+    mask = attention.causal_mask(5)
+    expected, expected_w = mha(x, x, x, mask)
+    out, w = gqa(x, x, x, mask)
+    assert_close(out, expected)
+    assert_close(w, expected_w)
+    assert_close(gqa(x, x, x, mask, need_weights=False)[0], expected)  # the fused path
+    assert sum(p.numel() for p in gqa.parameters()) == 2 * D * D + 2 * D * (D * H_kv // H)
+    assert gqa.w_k.weight.shape == (H_kv * d_k, D)
+
+
+def test_repeat_kv_shares_each_head_with_consecutive_query_heads():
+    x = torch.arange(2 * 3 * 1 * 1.0).view(2, 3, 1, 1)
+    out = multihead.repeat_kv(x, 2)
+    assert out.shape == (2, 6, 1, 1)
+    assert out[0, :, 0, 0].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    with pytest.raises(ValueError, match="repeats must be a positive int, got 0"):
+        multihead.repeat_kv(x, 0)  # an empty tensor would be a silent wrong answer
+
+
+def test_one_new_token_takes_the_grouped_fast_path_like_the_explicit_path():
+    torch.manual_seed(0)
+    gqa = multihead.MultiHeadAttention(24, 6, bias=False, num_kv_heads=2).eval()
+    x = torch.randn(2, 1, 24)
+    cache = generation.KVCache(1)
+    cache.update(0, torch.randn(2, 2, 7, 4), torch.randn(2, 2, 7, 4))
+    fast, _ = gqa(x, x, x, need_weights=False, cache=cache)
+    cache.keys[0], cache.values[0] = cache.keys[0][:, :, :7], cache.values[0][:, :, :7]
+    explicit, w = gqa(x, x, x, need_weights=True, cache=cache)
+    assert w.shape == (2, 6, 1, 8)
+    assert_close(fast, explicit)
+
+
+def test_rope_rotates_queries_and_keys_so_scores_depend_on_offsets_only():
+    torch.manual_seed(0)
+    m = multihead.MultiHeadAttention(16, 2, bias=False).eval()
+    x = torch.randn(1, 1, 16).expand(1, 4, 16)  # one token, repeated at four positions
+    rope = positional.rope_cos_sin(torch.arange(4), 8)
+    _, w = m(x, x, x, rope=rope)
+    scores_far = w[0, :, 3, 0] / w[0, :, 3, 3]  # offset 3 against offset 0
+    _, w_plain = m(x, x, x)
+    assert torch.allclose(w_plain, torch.full_like(w_plain, 0.25))  # no positions: uniform
+    assert not torch.allclose(scores_far, torch.ones(2))  # RoPE told the positions apart
+    shifted = positional.rope_cos_sin(torch.arange(10, 14), 8)
+    assert_close(m(x, x, x, rope=shifted)[1], w)  # only offsets matter
+
+
+def test_each_module_finds_its_cache_entry_by_its_own_layer_index():
+    torch.manual_seed(0)
+    layers = [multihead.MultiHeadAttention(8, 2, layer_idx=i).eval() for i in range(3)]
+    cache = generation.KVCache(3)
+    x = torch.randn(1, 4, 8)
+    layers[2](x, x, x, cache=cache)
+    assert cache.keys[0] is None and cache.keys[2].shape == (1, 2, 4, 4)
+    with pytest.raises(ValueError, match="layer 2 is outside this cache of 1 layers"):
+        layers[2](x, x, x, cache=generation.KVCache(1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"bias": "no"}, TypeError, "bias must be a bool"),
+        ({"num_kv_heads": 3}, ValueError, "num_kv_heads=3 must divide num_heads=4"),
+        ({"num_kv_heads": 0}, ValueError, "num_kv_heads must be a positive int"),
+        ({"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\)"),
+        ({"layer_idx": -1}, ValueError, "layer_idx must be a non-negative int"),
+    ],
+)
+def test_settings_that_would_be_wrong_are_refused(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        multihead.MultiHeadAttention(8, 4, **kwargs)
+
+
+def test_numpy_settings_are_accepted_like_python_ones():
+    m = multihead.MultiHeadAttention(np.int64(8), 2, bias=np.bool_(False), dropout=np.float32(0.5))
+    assert m.w_q.bias is None and m.dropout == 0.5
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_a_float_mask_is_refused_on_every_path(need_weights):
+    m = multihead.MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    additive = torch.zeros(T, T).masked_fill(~attention.causal_mask(T), float("-inf"))
+    with pytest.raises(TypeError, match="torch.bool.*m == 0"):
+        m(x, x, x, additive, need_weights=need_weights)
+
+
+def test_a_two_d_input_is_a_clear_error():
+    m = multihead.MultiHeadAttention(D, H)
+    x = torch.randn(T, D)
+    with pytest.raises(ValueError, match=r"query must be \(B, len, d_model=16\)"):
+        m(x, x, x)

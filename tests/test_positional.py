@@ -218,3 +218,29 @@ def test_apply_rope_rejects_bad_arguments():
         positional.apply_rope(torch.ones(3, 4, dtype=torch.long), torch.arange(3))
     with pytest.raises(ValueError, match="base"):
         positional.apply_rope(torch.randn(3, 4), torch.arange(3), base=1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"positions": torch.tensor([True, False])}, ValueError, "integer tensor"),
+        ({"positions": torch.zeros(2, 2, dtype=torch.long)}, ValueError, r"\(T,\)"),
+        ({"base": float("inf")}, ValueError, "base must be a finite number"),
+        ({"base": 1.0}, ValueError, "greater than 1"),
+        ({"dtype": torch.int64}, TypeError, "floating-point torch.dtype"),
+    ],
+)
+def test_rope_cos_sin_refuses_what_would_give_a_wrong_rotation(kwargs, error, message):
+    args = {"positions": torch.arange(3), "d": 4, **kwargs}
+    with pytest.raises(error, match=message):
+        positional.rope_cos_sin(**args)
+
+
+def test_rope_cos_sin_in_half_precision_has_the_dtype_asked_for():
+    cos, sin = positional.rope_cos_sin(torch.arange(3), 4, dtype=torch.bfloat16)
+    assert cos.dtype == sin.dtype == torch.bfloat16
+
+
+def test_rotate_half_refuses_an_odd_width():
+    with pytest.raises(ValueError, match="even last dimension"):
+        positional.rotate_half(torch.zeros(2, 5))  # it used to split 5 into 3 and 2

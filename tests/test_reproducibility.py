@@ -85,3 +85,9 @@ def test_set_seed_takes_the_largest_seed_and_integer_like_values():
     assert first == (random.random(), torch.rand(1).item())
     assert torch.get_num_threads() == 1
     reproducibility.set_seed()
+
+
+def test_rounded_refuses_a_bool_number_of_digits_and_takes_numpy_numbers():
+    with pytest.raises(ValueError, match="digits must be an int, got True"):
+        reproducibility.rounded(0.123, digits=True)  # it used to round to 0.1
+    assert reproducibility.rounded(np.float32(0.25), 2) == 0.25

@@ -19,13 +19,6 @@ from torch import Tensor
 from attention_book import validation
 
 
-def _check_float_tensor(name: str, x: object) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-
-
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """Numerically stable softmax along ``dim``.
 
@@ -42,19 +35,15 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
         A tensor of the same shape as ``x`` whose slices along ``dim`` sum to 1
         (or to 0 for an all ``-inf`` slice).
     """
-    _check_float_tensor("x", x)
-    return _softmax(x, dim, "softmax input")
-
-
-def _softmax(x: Tensor, dim: int, what: str) -> Tensor:
-    """:func:`softmax` of a float tensor its caller has checked; ``what`` names x in errors."""
+    validation.check_float_tensor("x", x)
     if x.numel() == 0:  # e.g. no keys (S = 0): nothing to weigh, and amax refuses an empty dim
         return torch.zeros_like(x)
     x_max = x.amax(dim=dim, keepdim=True)
     # The maximum propagates NaN and +inf, so checking the (smaller) row maxima checks all of x.
     if torch.isnan(x_max).any() or torch.isposinf(x_max).any():
         raise ValueError(
-            f"{what} must be finite or -inf, but holds NaN or +inf "
+            f"softmax input (in attention: the scores q kᵀ / √d_k) must be finite or -inf, "
+            f"but holds NaN or +inf "
             f"(the largest finite {x.dtype} is {torch.finfo(x.dtype).max:.4g})"
         )
     # An all -inf row has max -inf, and -inf - (-inf) is NaN: shift such rows by 0 instead.
@@ -65,75 +54,31 @@ def _softmax(x: Tensor, dim: int, what: str) -> Tensor:
     return e / torch.where(total > 0, total, torch.ones_like(total))
 
 
-def causal_mask(n: int, device: torch.device | str | None = None) -> Tensor:
-    """A ``(n, n)`` bool mask, True on and below the diagonal: position t may attend to 0..t.
+def causal_mask(
+    T: int, S: int | None = None, offset: int = 0, device: torch.device | str | None = None
+) -> Tensor:
+    """A ``(T, S)`` bool mask, True where query t (at position ``offset + t``) may read key j.
+
+    Key j is allowed when ``j <= offset + t``. Without a cache ``offset`` is 0 and S = T: the
+    lower triangle. With ``offset`` positions cached, the T new queries read all of them too.
 
     Args:
-        n: sequence length, a positive int.
+        T: the number of queries, a positive int.
+        S: the number of keys, ``offset + T`` by default.
+        offset: the position of the first query (the cached length), a non-negative int.
         device: where to create the mask.
 
     Returns:
-        ``torch.bool`` tensor of shape ``(n, n)``.
+        ``torch.bool`` tensor of shape ``(T, S)``.
     """
-    n = validation.check_positive_int("n", n)
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
-
-
-def check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> None:
-    """Raise a clear TypeError or ValueError if ``q, k, v, mask`` do not fit together.
-
-    Args:
-        q: ``(..., T, d_k)``; k: ``(..., S, d_k)``; v: ``(..., S, d_v)``;
-        mask: bool, broadcastable to ``(..., T, S)``, or None.
-    """
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        _check_float_tensor(name, x)
-        if x.dim() < 2:
-            raise ValueError(
-                f"{name} must have at least 2 dimensions (..., len, dim), "
-                f"got shape {tuple(x.shape)}"
-            )
-    if not q.dtype == k.dtype == v.dtype:
-        raise TypeError(
-            f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}"
-        )
-    if not q.device == k.device == v.device:
-        raise ValueError(
-            f"q, k and v must be on one device, got q {q.device}, k {k.device}, v {v.device}"
-        )
-    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-    if q.shape[-1] == 0:
-        raise ValueError(f"d_k must be at least 1 (the scale is 1/sqrt(d_k)); got {shapes}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share their last dimension d_k; got {shapes}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same number of keys S; got {shapes}")
-    try:
-        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError:
-        raise ValueError(
-            f"the batch dimensions of q, k and v do not broadcast; got {shapes}"
-        ) from None
-    if mask is None:
-        return
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}")
-    scores_shape = (*batch, q.shape[-2], k.shape[-2])
-    try:
-        fits = torch.broadcast_shapes(mask.shape, scores_shape) == torch.Size(scores_shape)
-    except RuntimeError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' "
-            f"shape (..., T, S) = {scores_shape}; {shapes}"
-        )
+    T = validation.check_positive_int("T", T)
+    offset = validation.check_non_negative_int("offset", offset)
+    S = offset + T if S is None else validation.check_positive_int("S", S)
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(offset)
 
 
 def scaled_dot_product_attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """softmax(q kᵀ / √d_k) v, the attention of Vaswani et al. (2017), section 3.2.1.
 
@@ -142,32 +87,22 @@ def scaled_dot_product_attention(
         k: keys, ``(..., S, d_k)``.
         v: values, ``(..., S, d_v)``.
         mask: optional bool tensor broadcastable to ``(..., T, S)``; True means "may attend".
+        dropout: the probability of dropping each weight before the product with ``v`` (pass
+            it only in training); the weights returned are then the dropped ones.
 
     Returns:
         ``(output, weights)``: output is ``(..., T, d_v)``, weights is ``(..., T, S)``.
         Each row of weights sums to 1, or is all zero where the mask allows no key.
     """
-    check_attention_inputs(q, k, v, mask)
-    return attend(q, k, v, mask)
-
-
-def attend(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout: float = 0.0
-) -> tuple[Tensor, Tensor]:
-    """:func:`scaled_dot_product_attention` without the argument checks.
-
-    For callers that have checked their arguments themselves (a layer checks its inputs once,
-    then attends). Same arguments and results, plus ``dropout``: the probability of dropping
-    each attention weight before the product with ``v`` (pass it only in training); the
-    returned weights are then the dropped ones, whose rows no longer sum to 1.
-    """
+    validation.check_attention_inputs(q, k, v, mask)
+    dropout = validation.check_probability("dropout", dropout)
     # Scale before the product, as PyTorch does: q kᵀ itself can overflow in float16
     # (64 products of 40 x 40 make 102,400 > 65,504) where q kᵀ / √d_k does not.
     scaled_keys = k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., S, d_k) -> (..., d_k, S)
     scores = q @ scaled_keys  # (..., T, d_k) @ (..., d_k, S) -> (..., T, S)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # forbidden pairs get exp(-inf) = 0
-    weights = _softmax(scores, -1, "the scores q kᵀ / √d_k (from q and k)")  # (..., T, S)
+    weights = softmax(scores, -1)  # (..., T, S)
     if dropout > 0.0:
         weights = torch.nn.functional.dropout(weights, dropout)  # (..., T, S)
     output = weights @ v  # (..., T, S) @ (..., S, d_v) -> (..., T, d_v)

@@ -58,11 +58,8 @@ class BertConfig:
         for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
             validation.check_positive_int(name, getattr(self, name))
         validation.check_positive_int("type_vocab_size", self.type_vocab_size)
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
-            )
-        if not isinstance(self.eps, float) or not self.eps > 0:
+        validation.check_heads(self.d_model, self.num_heads)
+        if not validation.check_number("eps", self.eps) > 0:
             raise ValueError(f"eps must be a positive float, got {self.eps!r}")
 
     @classmethod
@@ -133,25 +130,21 @@ class BertEncoder(nn.Module):
         self.config = c = config
         self.embeddings = BertEmbeddings(c)
         self.layers = nn.ModuleList(
-            EncoderLayer(c.d_model, c.num_heads, c.d_ff, activation="gelu")
+            EncoderLayer(c.d_model, c.num_heads, c.d_ff, activation="gelu", eps=c.eps)
             for _ in range(c.num_layers)
         )
-        for layer in self.layers:  # BERT's LayerNorm epsilon, not PyTorch's default 1e-5
-            layer.norm1.eps = layer.norm2.eps = c.eps
 
-    def _check_ids(self, ids: Tensor, real: Tensor | None) -> None:
-        if not isinstance(ids, Tensor) or ids.dtype != torch.long or ids.dim() != 2:
-            got = f"{ids.dtype} {tuple(ids.shape)}" if isinstance(ids, Tensor) else type(ids)
-            raise TypeError(f"ids must be a (B, T) LongTensor of token ids, got {got}")
+    def _check(self, ids: object, real: object) -> Tensor | None:
+        """Check the inputs once; return the ``(B, 1, 1, T)`` key mask (None: no padding)."""
+        c = self.config
+        validation.check_ids("ids", ids, vocab_size=c.vocab_size, max_len=c.max_len)
+        if real is None:
+            return None
         B, T = ids.shape
-        if T == 0 or T > self.config.max_len:
-            raise ValueError(f"ids has length {T}; it must be in [1, {self.config.max_len}]")
-        if int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size:
-            raise ValueError(f"ids must lie in [0, {self.config.vocab_size})")
-        if real is not None and (real.dtype != torch.bool or tuple(real.shape) != (B, T)):
-            raise ValueError(
-                f"real must be a bool (B, T) = {(B, T)} mask, got {real.dtype} {tuple(real.shape)}"
-            )
+        if not isinstance(real, Tensor) or real.dtype != torch.bool or real.shape != (B, T):
+            got = f"{real.dtype} {tuple(real.shape)}" if isinstance(real, Tensor) else real
+            raise ValueError(f"real must be a bool (B, T) = {(B, T)} mask, got {got}")
+        return real[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
 
     def forward(self, ids: Tensor, real: Tensor | None = None) -> Tensor:
         """The last layer's hidden states.
@@ -163,30 +156,28 @@ class BertEncoder(nn.Module):
         Returns:
             ``(B, T, D)``.
         """
-        self._check_ids(ids, real)
-        mask = None if real is None else real[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
+        mask = self._check(ids, real)  # (B, 1, 1, T) or None
         x = self.embeddings(ids)  # (B, T) -> (B, T, D)
         for layer in self.layers:
-            x = layer(x, mask)  # (B, T, D)
+            x, _ = layer(x, mask)  # (B, T, D)
         return x
 
     @torch.no_grad()
-    def attention_weights(self, ids: Tensor, real: Tensor | None = None) -> Tensor:
+    def attention_weights(self, ids: Tensor, real: Tensor | None = None) -> list[Tensor]:
         """The self-attention weights of every layer and head.
 
         Args:
             ids: ``(B, T)`` token ids; real: as in :meth:`forward`.
 
         Returns:
-            ``(B, N, H, T, T)``: layer, head, query, key.
+            One ``(B, H, T, T)`` tensor per layer: sequence, head, query, key.
         """
-        self._check_ids(ids, real)
-        mask = None if real is None else real[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
+        mask = self._check(ids, real)  # (B, 1, 1, T) or None
         x, weights = self.embeddings(ids), []  # (B, T) -> (B, T, D)
         for layer in self.layers:
             x, w = layer(x, mask, need_weights=True)  # (B, T, D), (B, H, T, T)
             weights.append(w)
-        return torch.stack(weights, dim=1)  # N x (B, H, T, T) -> (B, N, H, T, T)
+        return weights
 
 
 def mean_pool(hidden: Tensor, real: Tensor) -> Tensor:
@@ -332,4 +323,5 @@ class SentenceEncoder(nn.Module):
             raise TypeError(f"sentence must be a str, got {type(sentence).__name__}")
         encoding = self.tokenizer.encode(sentence)
         ids = torch.tensor([encoding.ids])  # (1, T)
-        return list(encoding.tokens), self.encoder.attention_weights(ids)[0]  # (N, H, T, T)
+        weights = self.encoder.attention_weights(ids)  # N x (1, H, T, T)
+        return list(encoding.tokens), torch.cat(weights)  # (N, H, T, T)

@@ -62,10 +62,6 @@ def ordinal(day: int) -> str:
     day = validation.check_int("day", day)
     if not 1 <= day <= 31:
         raise ValueError(f"day must be an int in 1..31, got {day}")
-    return _ordinal(day)
-
-
-def _ordinal(day: int) -> str:
     if 11 <= day <= 13:
         return f"{day}th"
     suffix = {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
@@ -113,11 +109,11 @@ FORMATS: tuple[DateFormat, ...] = (
     DateFormat("month_d_yyyy", lambda d: f"{_month(d)} {d.day}, {d.year}", "%B %d, %Y", True),
     DateFormat("mon_d_yyyy", lambda d: f"{_mon(d)} {d.day}, {d.year}", "%b %d, %Y", True),
     DateFormat(
-        "month_dth_yyyy", lambda d: f"{_month(d)} {_ordinal(d.day)}, {d.year}", "%B %d, %Y", True
+        "month_dth_yyyy", lambda d: f"{_month(d)} {ordinal(d.day)}, {d.year}", "%B %d, %Y", True
     ),
     DateFormat(
         "dth_of_month_yyyy",
-        lambda d: f"{_ordinal(d.day)} of {_month(d)} {d.year}",
+        lambda d: f"{ordinal(d.day)} of {_month(d)} {d.year}",
         "%d %B %Y",
         True,
     ),
@@ -224,6 +220,11 @@ def parse(text: str, fmt: str | DateFormat) -> datetime.date:
         expected = _weekday(d) if f.strptime.startswith("%A") else _weekday(d)[:3]
         if named != expected:
             raise ValueError(f"{text!r} names {named}, but {d} is a {_weekday(d)}")
+    # strptime is lenient ("2026112" reads as 2026-11-2 in yyyymmdd): the date must be
+    # written back as it was read.
+    written = render(d, f)
+    if normalise_for_parsing(written) != normalise_for_parsing(text):
+        raise ValueError(f"{text!r} is not a date written in {f.name!r}: {d} is {written!r}")
     return d
 
 
@@ -233,10 +234,7 @@ def split_of(d: datetime.date) -> str:
     The hash (BLAKE2b of the ISO string) depends on nothing but the date, so the split is the
     same on every machine and for every format.
     """
-    return _split_of(_check_date(d))
-
-
-def _split_of(d: datetime.date) -> str:
+    d = _check_date(d)
     digest = hashlib.blake2b(d.isoformat().encode(), digest_size=8).digest()
     return "test" if int.from_bytes(digest, "big") % TEST_MODULUS == 0 else "train"
 
@@ -247,7 +245,7 @@ def dates_in_split(split: str) -> list[datetime.date]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     n = (LAST_DATE - FIRST_DATE).days + 1
     days = (FIRST_DATE + datetime.timedelta(days=i) for i in range(n))
-    return [d for d in days if _split_of(d) == split]
+    return [d for d in days if split_of(d) == split]
 
 
 _SPLIT_CACHE: dict[str, tuple[datetime.date, ...]] = {}
@@ -340,6 +338,7 @@ class CharVocab:
         """Ids of the characters of ``text``, with ``<bos>`` first and ``<eos>`` last if asked."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        bos, eos = validation.check_bool("bos", bos), validation.check_bool("eos", eos)
         try:
             ids = [self.index[c] for c in text]  # specials are never a single character
         except KeyError:
@@ -394,6 +393,7 @@ class CharVocab:
             ids = ids.tolist()
         chars = []
         for position, i in enumerate(ids):
+            i = validation.check_int("each id", i)  # True is not the id 1
             if not 0 <= i < len(self.tokens):
                 raise ValueError(f"id {i} is outside the vocabulary of size {len(self.tokens)}")
             if i == self.eos_id:
@@ -490,8 +490,7 @@ def encode_lm_examples(
     """
     if len(examples) == 0:
         raise ValueError("examples must not be empty")
-    if not isinstance(loss_on_source, bool):
-        raise TypeError(f"loss_on_source must be a bool, got {loss_on_source!r}")
+    validation.check_bool("loss_on_source", loss_on_source)
     sequences = [lm_sequence(e) for e in examples]
     L = max(len(s) for s in sequences)
     ids = torch.tensor([s + [PAD_ID] * (L - len(s)) for s in sequences])  # (B, L)
@@ -545,25 +544,6 @@ class Recipe:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     seed: int = 0
-    gpt_num_layers: int = 5
-
-    def gpt_kwargs(self) -> dict[str, int | float]:
-        """Keyword arguments for ``gpt.GPTConfig``: the decoder-only model of chapter 12.
-
-        The same width, heads, feed-forward width and dropout as the encoder-decoder, one
-        vocabulary (the source's, which holds the target's characters), and ``gpt_num_layers``
-        blocks: five blocks of self-attention and feed-forward network hold 1% fewer parameters
-        than two encoder and two decoder layers (171,200 against 172,942).
-        """
-        return {
-            "vocab_size": len(SOURCE_VOCAB),
-            "d_model": self.d_model,
-            "num_heads": self.num_heads,
-            "num_layers": self.gpt_num_layers,
-            "d_ff": self.d_ff,
-            "max_len": _max_source_len() - 1 + TARGET_LEN,  # LM_MAX_LEN
-            "dropout": self.dropout,
-        }
 
     def model_kwargs(self) -> dict[str, int | float]:
         """Keyword arguments for ``transformer.TransformerConfig``, vocabulary sizes included."""

@@ -23,27 +23,18 @@ from torch import Tensor, nn
 from attention_book import train, validation
 
 
-class _EvalMode:
-    """Put a module in eval mode for the duration of a ``with`` block, then restore it."""
-
-    def __init__(self, model: nn.Module):
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
 def _check_decoding_args(
-    src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int
+    model: nn.Module, src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int
 ) -> tuple[int, int, int, int]:
     """Check the arguments every decoder shares; return the ints as Python ints."""
     validation.check_ids("src", src)
     max_len = validation.check_positive_int("max_len", max_len)
     ids = {"bos_id": bos_id, "eos_id": eos_id, "pad_id": pad_id}
     bos_id, eos_id, pad_id = (validation.check_non_negative_int(k, v) for k, v in ids.items())
+    V = getattr(getattr(model, "config", None), "tgt_vocab_size", None)
+    for name, i in (("bos_id", bos_id), ("eos_id", eos_id), ("pad_id", pad_id)):
+        if V is not None and i >= V:
+            raise ValueError(f"{name}={i} is outside the target vocabulary [0, {V})")
     return max_len, bos_id, eos_id, pad_id
 
 
@@ -73,17 +64,11 @@ def greedy_decode(
         ``(B, L)`` generated ids, ``L <= max_len``, without ``<bos>``; ``pad_id`` after ``<eos>``.
         An empty batch (B = 0) gives a ``(0, 0)`` tensor.
     """
-    max_len, bos_id, eos_id, pad_id = _check_decoding_args(src, max_len, bos_id, eos_id, pad_id)
-    return _greedy_decode(model, src, max_len, bos_id, eos_id, pad_id)
-
-
-def _greedy_decode(
-    model: nn.Module, src: Tensor, max_len: int, bos_id: int, eos_id: int, pad_id: int
-) -> Tensor:
-    """:func:`greedy_decode` for checked arguments."""
+    args = _check_decoding_args(model, src, max_len, bos_id, eos_id, pad_id)
+    max_len, bos_id, eos_id, pad_id = args
     if src.shape[0] == 0:  # nothing to generate, and the model need not accept B = 0
         return src.new_empty(0, 0)
-    with _EvalMode(model):
+    with train.eval_mode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         B = src.shape[0]
         seqs = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)  # (B, 1)
@@ -141,28 +126,15 @@ def beam_search(
         the total log-probability of each returned sequence, without the length penalty.
         An empty batch (B = 0) gives a ``(0, 0)`` tensor and a ``(0,)`` tensor.
     """
-    max_len, bos_id, eos_id, pad_id = _check_decoding_args(src, max_len, bos_id, eos_id, pad_id)
+    args = _check_decoding_args(model, src, max_len, bos_id, eos_id, pad_id)
+    max_len, bos_id, eos_id, pad_id = args
     beam_width = validation.check_positive_int("beam_width", beam_width)
-    if validation.check_float("length_penalty", length_penalty) < 0:
+    if validation.check_number("length_penalty", length_penalty) < 0:
         raise ValueError(f"length_penalty must be a non-negative float, got {length_penalty!r}")
-    return _beam_search(model, src, max_len, beam_width, bos_id, eos_id, pad_id, length_penalty)
-
-
-def _beam_search(
-    model: nn.Module,
-    src: Tensor,
-    max_len: int,
-    beam_width: int,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int,
-    length_penalty: float,
-) -> tuple[Tensor, Tensor]:
-    """:func:`beam_search` for checked arguments."""
     B, K = src.shape[0], beam_width
     if B == 0:  # nothing to generate, and the model need not accept B = 0
         return src.new_empty(0, 0), torch.zeros(0, device=src.device)
-    with _EvalMode(model):
+    with train.eval_mode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         memory = memory.repeat_interleave(K, dim=0)  # (B, S, D) -> (B * K, S, D)
         src_mask = src_mask.repeat_interleave(K, dim=0)  # (B, 1, 1, S) -> (B * K, 1, 1, S)
@@ -220,7 +192,7 @@ def sequence_log_prob(
         raise ValueError(f"src {tuple(src.shape)} and tokens {tuple(tokens.shape)} differ in B")
     if src.shape[0] == 0:
         return torch.zeros(0, device=src.device)
-    with _EvalMode(model):
+    with train.eval_mode(model):
         memory, src_mask = model.encode(src)  # (B, S, D), (B, 1, 1, S)
         bos = torch.full_like(tokens[:, :1], bos_id)  # (B, 1)
         decoder_input = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, L)
@@ -310,15 +282,20 @@ def translate(
     Returns:
         N strings.
     """
-    max_len, bos_id, eos_id, pad_id = _check_decoding_args(src, max_len, bos_id, eos_id, pad_id)
+    _check_decoding_args(model, src, max_len, bos_id, eos_id, pad_id)
     batch_size = validation.check_positive_int("batch_size", batch_size)
     beam_width = validation.check_positive_int("beam_width", beam_width)
     out: list[str] = []
     for chunk in src.split(batch_size):
         chunk = train.trim_padding(chunk, pad_id)  # (B, S) -> (B, S'): fewer keys to attend to
         if beam_width == 1:
-            ids = _greedy_decode(model, chunk, max_len, bos_id, eos_id, pad_id)
+            ids = greedy_decode(model, chunk, max_len, bos_id, eos_id, pad_id)
         else:
-            ids, _ = _beam_search(model, chunk, max_len, beam_width, bos_id, eos_id, pad_id, 0.0)
-        out.extend(decode_ids(ids))
+            ids, _ = beam_search(model, chunk, max_len, beam_width, bos_id, eos_id, pad_id)
+        strings = decode_ids(ids)
+        if len(strings) != ids.shape[0]:
+            raise ValueError(
+                f"decode_ids returned {len(strings)} strings for {ids.shape[0]} sequences"
+            )
+        out.extend(strings)
     return out

@@ -390,8 +390,7 @@ class HeadShard(nn.Module):
         q = self._split(self.w_q(query))  # (B, T, D) -> (B, H_r, T, d_k)
         k = self._split(self.w_k(key))  # (B, S, D) -> (B, H_r, S, d_k)
         v = self._split(self.w_v(value))  # (B, S, D) -> (B, H_r, S, d_k)
-        attention.check_attention_inputs(q, k, v, mask)
-        heads, _ = attention.attend(q, k, v, mask)  # (B, H_r, T, d_k)
+        heads, _ = attention.scaled_dot_product_attention(q, k, v, mask)  # (B, H_r, T, d_k)
         concat = heads.transpose(1, 2).reshape(B, T, -1)  # (B, H_r, T, d_k) -> (B, T, H_r d_k)
         return self.w_o(concat)  # (B, T, H_r d_k) -> (B, T, D)
 
@@ -456,7 +455,7 @@ _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 def _shape_code(q: object, k: object, v: object) -> tuple[list[int], Exception | None]:
     """This rank's ``[ok, B, H, T_r, S_r, d_k, d_v, dtype]`` and its local error, if any."""
     try:
-        attention.check_attention_inputs(q, k, v)
+        validation.check_attention_inputs(q, k, v)
         for name, x in (("q", q), ("k", k), ("v", v)):
             if x.dim() != 4:
                 raise ValueError(
@@ -552,7 +551,9 @@ def ring_attention(
         if not (causal and source > rank):  # a causal rank skips blocks from its future
             scores = q @ (k.transpose(-2, -1) * scale)  # (B, H, T_r, d_k) @ (B, H, d_k, S_j)
             if causal and source == rank:  # the diagonal block: the causal triangle
-                scores = scores.masked_fill(~attention.causal_mask(T_r, q.device), float("-inf"))
+                scores = scores.masked_fill(
+                    ~attention.causal_mask(T_r, device=q.device), float("-inf")
+                )
             new_max = torch.maximum(running_max, scores.amax(dim=-1, keepdim=True))
             correction = torch.exp(running_max - new_max)  # rescales what was summed so far
             p = torch.exp(scores - new_max)  # (B, H, T_r, S_j)

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from attention_book import attention, validation
+from attention_book import validation
 
 
 def blockwise_attention(
@@ -43,10 +43,9 @@ def blockwise_attention(
         ValueError where the explicit version does: an allowed score that is NaN or +inf, or an
         output that is not finite (NaN or infinite values).
     """
-    attention.check_attention_inputs(q, k, v, mask)
+    validation.check_attention_inputs(q, k, v, mask)
     validation.check_positive_int("block_size", block_size)
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    causal = validation.check_bool("causal", causal)
     T, S, d_k = q.shape[-2], k.shape[-2], q.shape[-1]
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     if mask is not None:

@@ -22,7 +22,7 @@ import matplotlib
 import torch
 from torch import Tensor
 
-from attention_book import plots
+from attention_book import plots, validation
 
 #: The ids of the explorer's elements.
 IDS = (
@@ -106,12 +106,22 @@ def head_explorer_html(
     """
     if not sentences:
         raise ValueError("sentences must hold at least one sentence")
+    layer = validation.check_non_negative_int("layer", layer)  # not 1.0, not True
+    head = validation.check_non_negative_int("head", head)
     shapes = set()
     for label, (tokens, weights) in sentences.items():
         T = len(tokens)
         if not isinstance(weights, Tensor) or weights.dim() != 4 or weights.shape[2:] != (T, T):
             got = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
             raise ValueError(f"{label!r}: weights must be (N, H, T={T}, T={T}), got {got}")
+        validation.check_float_tensor(f"{label!r}: weights", weights)
+        rows = weights.sum(-1)  # (N, H, T): 1 for softmax rows, 0 for a row that reads nothing
+        ok = torch.isclose(rows, torch.ones_like(rows), atol=1e-3) | (rows == 0)
+        if not (torch.isfinite(weights).all() and (weights >= 0).all() and ok.all()):
+            raise ValueError(
+                f"{label!r}: weights must be attention weights (finite, at least 0, rows "
+                f"summing to 1), not raw scores or NaN"
+            )
         shapes.add(tuple(weights.shape[:2]))
     if len(shapes) != 1:
         raise ValueError(f"every sentence needs the same (layers, heads), got {sorted(shapes)}")

@@ -1,5 +1,8 @@
 """Text generation from a decoder-only model: sampling rules and the key-value cache.
 
+Every function here reads the model in eval mode and leaves its mode as it found it
+(:func:`attention_book.train.eval_mode`), so dropout never changes a token.
+
 The protocol a model follows to be driven by :func:`generate`:
 
 * ``model.config.max_len`` is the longest sequence it can read, and ``model.config.num_layers``
@@ -7,18 +10,19 @@ The protocol a model follows to be driven by :func:`generate`:
 * ``model(ids, cache=None)`` maps ``(B, T)`` token ids to ``(B, T, V)`` next-token logits;
 * with a :class:`KVCache`, ``ids`` are the tokens that follow the ``cache.length`` positions already
   read: the model reads ``cache.length`` once, at the start of its forward pass (the position of
-  its first new token), and each attention layer ``i`` hands its new keys and values to
-  ``cache.update(i, k, v)``, which returns the keys and values of every position so far.
+  its first new token), and each attention layer hands its new keys and values to
+  ``cache.update(layer_idx, k, v)`` (the cache protocol of :mod:`attention_book.multihead`).
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from attention_book import train, validation
 
 
 class KVCache:
@@ -32,11 +36,14 @@ class KVCache:
     """
 
     def __init__(self, num_layers: int):
-        num_layers = _index("num_layers", num_layers)
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        num_layers = validation.check_positive_int("num_layers", num_layers)
         self.keys: list[Tensor | None] = [None] * num_layers
         self.values: list[Tensor | None] = [None] * num_layers
+
+    @property
+    def num_layers(self) -> int:
+        """The number of attention layers the cache holds."""
+        return len(self.keys)
 
     @property
     def length(self) -> int:
@@ -54,6 +61,12 @@ class KVCache:
         Returns:
             ``(keys, values)``, each ``(B, H_kv, S + T_new, d)`` for the S positions cached before.
         """
+        layer = validation.check_non_negative_int("layer", layer)
+        if layer >= self.num_layers:
+            raise ValueError(
+                f"layer {layer} is outside this cache of {self.num_layers} layers; build the "
+                f"cache with KVCache(model.config.num_layers)"
+            )
         if k.dim() != 4 or v.dim() != 4 or k.shape[:3] != v.shape[:3]:
             raise ValueError(
                 f"k and v must be (B, H_kv, T_new, d) with equal B, H_kv and T_new; "
@@ -102,13 +115,18 @@ def next_token_distribution(
     top_k = _check_sampling(temperature, top_k, top_p)
     if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() < 1:
         raise TypeError("logits must be a floating-point tensor of shape (..., V)")
-    if torch.isnan(logits).any():
-        raise ValueError("logits contain NaN")
+    if torch.isnan(logits).any() or torch.isposinf(logits).any():
+        raise ValueError("logits must be finite or -inf, but hold NaN or +inf")
     logits = logits.float()
+    best = logits.amax(dim=-1, keepdim=True)  # (..., 1)
+    if torch.isneginf(best).any():
+        raise ValueError("a row of logits is all -inf: no token can be drawn")
     if temperature == 0:
         best = logits.argmax(dim=-1, keepdim=True)  # (..., 1)
         return torch.zeros_like(logits).scatter_(-1, best, 1.0)  # (..., V)
-    logits = logits / temperature
+    # Subtract the largest logit first: the shifted logits are at most 0, so dividing them by
+    # a tiny temperature gives -inf at worst, never inf - inf = NaN.
+    logits = (logits - best) / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
         logits = logits.masked_fill(logits < kth, -math.inf)
@@ -154,50 +172,50 @@ def generate(
         ``(B, T + n)`` ids, the prompts followed by n <= ``max_new_tokens`` new tokens.
     """
     _check_sampling(temperature, top_k, top_p)
-    max_new_tokens = _index("max_new_tokens", max_new_tokens)
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be at least 0, got {max_new_tokens}")
+    max_new_tokens = validation.check_non_negative_int("max_new_tokens", max_new_tokens)
     if not isinstance(ids, Tensor) or ids.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"ids must be an int64 or int32 tensor of token ids, got {_describe(ids)}")
     if ids.dim() != 2 or ids.shape[1] < 1:
         raise ValueError(f"ids must be (B, T) with T >= 1, got shape {tuple(ids.shape)}")
+    if hasattr(model, "encode") or not hasattr(getattr(model, "config", None), "num_layers"):
+        raise TypeError(
+            f"generate drives a decoder-only model (model(ids, cache) -> logits), got "
+            f"{type(model).__name__}; for an encoder-decoder use decoding.greedy_decode or "
+            f"decoding.beam_search"
+        )
     max_len = model.config.max_len
     if ids.shape[1] + max_new_tokens > max_len:
         raise ValueError(
             f"a prompt of {ids.shape[1]} tokens plus max_new_tokens={max_new_tokens} exceeds the "
             f"model's max_len={max_len}"
         )
+    vocab_size = getattr(model.config, "vocab_size", None)
     if eos_id is not None:
-        eos_id = _index("eos_id", eos_id)
+        eos_id = validation.check_non_negative_int("eos_id", eos_id)
+        if vocab_size is not None and eos_id >= vocab_size:
+            raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {vocab_size})")
     ids = ids.long()
     cache = KVCache(model.config.num_layers) if use_cache else None
-    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
-    step_input = ids
-    for _ in range(max_new_tokens):
-        logits = model(step_input if use_cache else ids, cache=cache)[:, -1]  # (B, V)
-        probs = next_token_distribution(logits, temperature=temperature, top_k=top_k, top_p=top_p)
-        if temperature == 0:
-            new = probs.argmax(dim=-1)  # (B,)
-        else:
-            new = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
-        if eos_id is not None:
-            new = new.masked_fill(done, eos_id)
-            done = done | (new == eos_id)
-        ids = torch.cat([ids, new[:, None]], dim=1)  # (B, T) -> (B, T + 1)
-        step_input = new[:, None]  # (B, 1)
-        if eos_id is not None and bool(done.all()):
-            break
+    with train.eval_mode(model):
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
+        step_input = ids
+        for _ in range(max_new_tokens):
+            logits = model(step_input if use_cache else ids, cache=cache)[:, -1]  # (B, V)
+            probs = next_token_distribution(
+                logits, temperature=temperature, top_k=top_k, top_p=top_p
+            )
+            if temperature == 0:
+                new = probs.argmax(dim=-1)  # (B,)
+            else:
+                new = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
+            if eos_id is not None:
+                new = new.masked_fill(done, eos_id)
+                done = done | (new == eos_id)
+            ids = torch.cat([ids, new[:, None]], dim=1)  # (B, T) -> (B, T + 1)
+            step_input = new[:, None]  # (B, 1)
+            if eos_id is not None and bool(done.all()):
+                break
     return ids
-
-
-def _index(name: str, n: object) -> int:
-    """``n`` as a Python int if it is an integer (int, numpy or torch integer scalar)."""
-    if isinstance(n, bool):
-        raise TypeError(f"{name} must be an integer, got the bool {n}")
-    try:
-        return operator.index(n)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {_describe(n)}") from None
 
 
 def _describe(x: object) -> str:
@@ -208,21 +226,12 @@ def _describe(x: object) -> str:
 
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> int | None:
     """Raise on a bad sampling rule; return ``top_k`` as a Python int (or None)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {_describe(temperature)}")
-    if not (temperature >= 0 and math.isfinite(temperature)):
-        raise ValueError(
-            f"temperature must be finite and at least 0 (0 is greedy), got {temperature}"
-        )
+    if validation.check_number("temperature", temperature) < 0:
+        raise ValueError(f"temperature must be at least 0 (0 is greedy), got {temperature}")
     if top_k is not None:
-        top_k = _index("top_k", top_k)
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if top_p is not None:
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
-            raise TypeError(f"top_p must be a number, got {_describe(top_p)}")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        top_k = validation.check_positive_int("top_k", top_k)
+    if top_p is not None and not 0.0 < validation.check_number("top_p", top_p) <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     return top_k
 
 
@@ -252,9 +261,10 @@ def generate_many(
     """
     if isinstance(prompts, (str, Tensor)) or len(prompts) == 0:
         raise ValueError("prompts must be a non-empty sequence of sequences of token ids")
-    batch_size = _index("batch_size", batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch_size = validation.check_positive_int("batch_size", batch_size)
+    if any(len(prompt) == 0 for prompt in prompts):
+        empty = [i for i, prompt in enumerate(prompts) if len(prompt) == 0]
+        raise ValueError(f"every prompt needs at least one token; prompts {empty[:5]} are empty")
     by_length: dict[int, list[int]] = {}
     for i, prompt in enumerate(prompts):
         by_length.setdefault(len(prompt), []).append(i)

@@ -20,15 +20,15 @@ drives it, with or without a key-value cache.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from attention_book import positional, train, validation
+from attention_book import attention, dates, layers, positional, validation
 from attention_book.multihead import KVCacheLike
-from attention_book.transformer import EncoderLayer, _check_dropout, _check_width
+from attention_book.train import lm_loss  # noqa: F401 (the loss of this model, named here too)
+from attention_book.transformer import EncoderLayer
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,9 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
             validation.check_positive_int(name, getattr(self, name))
-        _check_width(self.d_model, self.num_heads)
-        _check_dropout(self.dropout)
+        validation.check_heads(self.d_model, self.num_heads)
+        validation.check_even("d_model", self.d_model, "for the sinusoidal encoding")
+        validation.check_probability("dropout", self.dropout)
 
 
 class GPT(nn.Module):
@@ -77,8 +78,8 @@ class GPT(nn.Module):
         self.register_buffer("pe", positional.sinusoidal_encoding(c.max_len, c.d_model))
         self.embed_dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(
-            EncoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, "gelu", norm_first=True)
-            for _ in range(c.num_layers)
+            EncoderLayer(c.d_model, c.num_heads, c.d_ff, c.dropout, "gelu", True, layer_idx=i)
+            for i in range(c.num_layers)
         )
         self.norm = nn.LayerNorm(c.d_model)  # pre-LN: the residual stream is normalised at the end
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
@@ -87,30 +88,9 @@ class GPT(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        layers.xavier_init(self)
         # The tied matrix is initialised for its output role: logits of order 1 (module docstring).
         nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
-
-    def _check_ids(self, ids: object, offset: int) -> Tensor:
-        if not isinstance(ids, Tensor) or ids.dtype != torch.long:
-            got = ids.dtype if isinstance(ids, Tensor) else type(ids).__name__
-            raise TypeError(f"ids must be a LongTensor of token ids, got {got}")
-        if ids.dim() != 2 or ids.shape[1] == 0:
-            raise ValueError(f"ids must be (B, T) with T >= 1, got shape {tuple(ids.shape)}")
-        if offset + ids.shape[1] > self.config.max_len:
-            raise ValueError(
-                f"{offset} cached positions plus ids of shape {tuple(ids.shape)} exceed "
-                f"max_len={self.config.max_len}"
-            )
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= self.config.vocab_size:
-            raise ValueError(
-                f"ids hold values in [{low}, {high}], outside the vocabulary "
-                f"[0, {self.config.vocab_size})"
-            )
-        return ids
 
     def forward(self, ids: Tensor, cache: KVCacheLike | None = None) -> Tensor:
         """Next-token logits at every position.
@@ -131,22 +111,17 @@ class GPT(nn.Module):
         self, ids: Tensor, cache: KVCacheLike | None, need_weights: bool
     ) -> tuple[Tensor, list[Tensor]]:
         """:meth:`forward`, and with ``need_weights`` each layer's ``(B, H, T, S)`` weights."""
-        if cache is not None and not hasattr(cache, "update"):
-            raise TypeError(f"cache must be a KVCache, got {type(cache).__name__}")
-        offset = 0 if cache is None else cache.length  # the position of the first new token
-        self._check_ids(ids, offset)
+        offset = validation.check_cache(cache, self.config.num_layers)  # first new position
+        c = self.config
+        validation.check_ids("ids", ids, vocab_size=c.vocab_size, max_len=c.max_len, offset=offset)
         T = ids.shape[1]
         x = self.embed(ids) * self.scale + self.pe[offset : offset + T]  # (B, T) -> (B, T, D)
         x = self.embed_dropout(x)
-        # Query t (at position offset + t) may read keys 0 .. offset + t: built on demand.
-        mask = torch.ones(T, offset + T, dtype=torch.bool, device=ids.device).tril(offset)  # (T, S)
+        mask = attention.causal_mask(T, offset=offset, device=ids.device)  # (T, S)
         weights = []
-        for i, layer in enumerate(self.layers):
-            if need_weights:
-                x, w = layer(x, mask, cache, i, need_weights=True)  # (B, T, D), (B, H, T, S)
-                weights.append(w)
-            else:
-                x = layer(x, mask, cache, i)  # (B, T, D)
+        for layer in self.layers:
+            x, w = layer(x, mask, cache, None, need_weights)  # (B, T, D), (B, H, T, S) or None
+            weights.append(w)
         return self.lm_head(self.norm(x)), weights  # (B, T, D) -> (B, T, V)
 
     @torch.no_grad()
@@ -165,55 +140,24 @@ class GPT(nn.Module):
         return self._run(ids, cache, need_weights=True)[1]
 
 
-def lm_loss(model: nn.Module, inputs: Tensor, labels: Tensor, pad_id: int = 0) -> Tensor:
-    """The language-modelling loss: cross-entropy of each label given the inputs up to it.
-
-    Args:
-        model: maps ``(B, T)`` ids to ``(B, T, V)`` logits.
-        inputs: ``(B, T)`` ids, a sequence without its last token.
-        labels: ``(B, T)`` the next token at each position; ``pad_id`` where no loss is taken
-            (padding, or positions left out of the loss on purpose).
-        pad_id: the id that marks positions without loss.
-
-    Returns:
-        A scalar: the mean over the positions with a label.
-    """
-    return train.sequence_loss(model(inputs), labels, pad_id)  # (B, T, V) vs (B, T)
+#: Blocks of the date-translation GPT: five blocks of self-attention and feed-forward network
+#: hold 1% fewer parameters than the encoder-decoder's two encoder and two decoder layers.
+DATES_NUM_LAYERS = 5
 
 
-def batch_loss_fn(
-    inputs: Tensor, labels: Tensor, batch_size: int, *, pad_id: int = 0, seed: int = 0
-) -> Callable[[nn.Module, int], Tensor]:
-    """A ``loss_fn(model, step)`` for :func:`attention_book.train.fit` that samples batches.
-
-    Each call draws ``batch_size`` random rows (without replacement) from its own seeded
-    generator, drops the columns where every drawn row is padding, and returns :func:`lm_loss`.
-
-    Args:
-        inputs: ``(N, T)`` all training inputs, padded on the right with ``pad_id``.
-        labels: ``(N, T)`` their labels.
-        batch_size: rows per step, at most N.
-        pad_id: as in :func:`lm_loss`.
-        seed: seeds the batch sampler.
-
-    Returns:
-        The function ``loss_fn(model, step) -> scalar``.
-    """
-    for name, t in (("inputs", inputs), ("labels", labels)):
-        if not isinstance(t, Tensor) or t.dtype != torch.long or t.dim() != 2:
-            raise TypeError(f"{name} must be a (N, T) LongTensor")
-    if inputs.shape != labels.shape:
-        raise ValueError(
-            f"inputs {tuple(inputs.shape)} and labels {tuple(labels.shape)} differ in shape"
-        )
-    validation.check_positive_int("batch_size", batch_size)
-    if batch_size > inputs.shape[0]:
-        raise ValueError(f"batch_size={batch_size} exceeds the {inputs.shape[0]} training rows")
-    generator = torch.Generator().manual_seed(seed)
-
-    def loss_fn(model: nn.Module, step: int) -> Tensor:
-        rows = torch.randperm(inputs.shape[0], generator=generator)[:batch_size]  # (batch_size,)
-        length = max(1, int((inputs[rows] != pad_id).sum(1).max()))  # right padding: trim it
-        return lm_loss(model, inputs[rows, :length], labels[rows, :length], pad_id)
-
-    return loss_fn
+def dates_config(recipe: dates.Recipe = dates.RECIPE) -> GPTConfig:
+    """The GPT of chapter 12 for the date task: the width, heads, feed-forward width and dropout
+    of the encoder-decoder ``recipe`` trains, one vocabulary (the source's, which holds the
+    target's characters), :data:`DATES_NUM_LAYERS` blocks and room for ``dates.LM_MAX_LEN``
+    positions (171,200 parameters against the encoder-decoder's 172,942)."""
+    if not isinstance(recipe, dates.Recipe):
+        raise TypeError(f"recipe must be a dates.Recipe, got {type(recipe).__name__}")
+    return GPTConfig(
+        vocab_size=len(dates.SOURCE_VOCAB),
+        d_model=recipe.d_model,
+        num_heads=recipe.num_heads,
+        num_layers=DATES_NUM_LAYERS,
+        d_ff=recipe.d_ff,
+        max_len=dates.LM_MAX_LEN,
+        dropout=recipe.dropout,
+    )

@@ -72,8 +72,7 @@ def time_calls(
         if not callable(fn):
             raise TypeError(f"calls[{name!r}] must be callable, got {type(fn).__name__}")
     validation.check_positive_int("repeat", repeat)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    warmup = validation.check_non_negative_int("warmup", warmup)
     for _ in range(warmup):
         for fn in calls.values():
             fn()
@@ -97,6 +96,8 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """
     if len(xs) != len(ys) or len(xs) < 2:
         raise ValueError(f"need two equal-length sequences of at least 2, got {len(xs)}, {len(ys)}")
+    xs = [validation.check_number("each x", x) for x in xs]
+    ys = [validation.check_number("each y", y) for y in ys]  # NaN or inf: an error, not NaN
     if min(xs) <= 0 or min(ys) <= 0:
         raise ValueError("loglog_slope needs positive xs and ys")
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]

@@ -1,13 +1,29 @@
-"""Multi-head attention (Vaswani et al., 2017, section 3.2.2), batch-first.
+"""Multi-head attention (Vaswani et al., 2017, section 3.2.2), batch-first: the one attention
+module of every model in the book.
 
 MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W_O,
 with head_h = Attention(Q W_Q^h, K W_K^h, V W_V^h).
 The H heads are computed at once by projecting to D = H * d_k and viewing the last dimension as
 (H, d_k). Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
 
-For generation one token at a time, ``forward`` can take a key-value cache (any object with
-``update(layer, k, v) -> (k, v)``, such as :class:`attention_book.generation.KVCache`): the new
-keys and values are appended to those of the earlier positions, and the queries attend to all.
+The same module serves the encoder-decoder (self- and cross-attention), GPT, BERT and LLaMA:
+
+* ``num_kv_heads`` < H gives grouped-query attention (Ainslie et al., 2023): each key/value
+  head serves H / ``num_kv_heads`` consecutive query heads; 1 is multi-query attention;
+* ``rope=(cos, sin)`` in :meth:`MultiHeadAttention.forward` turns queries and keys by rotary
+  position embedding (:func:`attention_book.positional.rope_cos_sin`);
+* ``bias=False`` drops the projections' biases, as LLaMA does.
+
+The key-value cache protocol (the one place it is written down). A cache is any object with
+
+* ``cache.length``: the number of positions cached so far;
+* ``cache.update(layer, k, v) -> (k, v)``: append one layer's ``(B, H_kv, T, d_k)`` keys and
+  values and return those of every position so far, ``(B, H_kv, cache.length + T, d_k)``;
+* ``cache.memory_bytes()``: the bytes it holds.
+
+:class:`attention_book.generation.KVCache` is one. Each attention module finds its entry by its
+own ``layer_idx``, set when the model builds it (as in transformers' ``LlamaAttention(config,
+layer_idx)``), so no layer passes a layer number along.
 """
 
 from __future__ import annotations
@@ -18,19 +34,42 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention_book import attention, validation
+from attention_book import attention, positional, validation
 
 
 class KVCacheLike(Protocol):
-    """What attention needs of a key-value cache: append one layer's keys and values."""
+    """The key-value cache protocol of this module's docstring."""
+
+    @property
+    def length(self) -> int: ...
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def memory_bytes(self) -> int: ...
+
+
+def repeat_kv(x: Tensor, repeats: int) -> Tensor:
+    """Let each key/value head serve ``repeats`` consecutive query heads.
+
+    Args:
+        x: ``(B, H_kv, S, d)``.
+        repeats: H / H_kv, a positive int.
+
+    Returns:
+        ``(B, H_kv * repeats, S, d)``: head h is ``x[:, h // repeats]``.
+    """
+    repeats = validation.check_positive_int("repeats", repeats)
+    if repeats == 1:
+        return x
+    B, H_kv, S, d = x.shape
+    x = x[:, :, None].expand(B, H_kv, repeats, S, d)  # (B, H_kv, 1, S, d) -> (B, H_kv, r, S, d)
+    return x.reshape(B, H_kv * repeats, S, d)  # (B, H, S, d)
 
 
 class MultiHeadAttention(nn.Module):
     """H scaled dot-product attentions in parallel, each of width d_k = d_model / num_heads.
 
-    Three projections, as in the paper: ``w_q``, ``w_k`` and ``w_v`` map the inputs to the
+    Four projections, as in the paper: ``w_q``, ``w_k`` and ``w_v`` map the inputs to the
     queries, keys and values of all heads at once, and ``w_o`` mixes the concatenated heads.
 
     Masks (bool, True = may attend) come in two shapes, and no other:
@@ -45,35 +84,43 @@ class MultiHeadAttention(nn.Module):
     Args:
         d_model: D, the width of the inputs and of the output.
         num_heads: H; must divide ``d_model``.
+        num_kv_heads: H_kv key/value heads, dividing H; None means H (ordinary attention).
         bias: give the four projections ``w_q, w_k, w_v, w_o`` a bias.
         dropout: dropout probability on the attention weights (training only).
+        layer_idx: this module's entry in a key-value cache.
     """
 
-    def __init__(self, d_model: int, num_heads: int, bias: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        bias: bool = True,
+        dropout: float = 0.0,
+        *,
+        num_kv_heads: int | None = None,
+        layer_idx: int = 0,
+    ):
         super().__init__()
         d_model = validation.check_positive_int("d_model", d_model)
         num_heads = validation.check_positive_int("num_heads", num_heads)
-        if d_model % num_heads != 0:
-            raise ValueError(
-                f"d_model={d_model} is not divisible by num_heads={num_heads}: "
-                f"each head needs d_k = d_model / num_heads to be a whole number"
-            )
-        if not 0.0 <= validation.check_float("dropout", dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        num_kv_heads = validation.check_positive_int("num_kv_heads", num_kv_heads)
+        validation.check_heads(d_model, num_heads, num_kv_heads)
+        bias = validation.check_bool("bias", bias)
+        self.dropout = validation.check_probability("dropout", dropout)
+        self.layer_idx = validation.check_non_negative_int("layer_idx", layer_idx)
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
-        self.dropout = float(dropout)
+        self.num_kv_heads = num_kv_heads
+        d_kv = num_kv_heads * self.d_k
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, d_model, bias=bias)
-        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_kv, bias=bias)
+        self.w_v = nn.Linear(d_model, d_kv, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
 
     def _check(self, query: Tensor, key: Tensor, value: Tensor) -> None:
         named = (("query", query), ("key", key), ("value", value))
         for name, x in named:
-            if not isinstance(x, Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-            if not x.is_floating_point():
-                raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+            validation.check_float_tensor(name, x)
         shapes = f"query {tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}"
         for name, x in named:
             if x.dim() != 3 or x.shape[-1] != self.d_model:
@@ -92,31 +139,19 @@ class MultiHeadAttention(nn.Module):
             )
 
     def _check_mask(self, mask: object, B: int, T: int, S: int) -> None:
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
-        if mask.dtype != torch.bool:
-            raise TypeError(
-                f"mask must have dtype torch.bool (True = may attend), got {mask.dtype}"
-            )
         scores = (B, self.num_heads, T, S)
-        if mask.dim() == 2 and tuple(mask.shape) == (T, S):
-            return
-        if mask.dim() == 4:
-            try:
-                if torch.broadcast_shapes(mask.shape, scores) == scores:
-                    return
-            except RuntimeError:
-                pass
-        raise ValueError(
-            f"mask of shape {tuple(mask.shape)} does not broadcast to the scores (B, H, T, S) = "
-            f"{scores} as MultiHeadAttention takes it: a 2-D mask must be (T, S) = {(T, S)} "
-            f"exactly, a 4-D mask broadcastable to (B, H, T, S); a (B, S) padding mask is "
+        hint = (
+            f"as MultiHeadAttention takes it, a 2-D mask must be (T, S) = {(T, S)} exactly, a "
+            f"4-D mask broadcastable to (B, H, T, S) = {scores}; a (B, S) padding mask is "
             f"passed as (B, 1, 1, S)"
         )
+        validation.check_mask(mask, scores, hint)
+        if mask.dim() not in (2, 4) or (mask.dim() == 2 and tuple(mask.shape) != (T, S)):
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast: {hint}")
 
-    def _split(self, x: Tensor) -> Tensor:
+    def _split(self, x: Tensor, heads: int) -> Tensor:
         B, L, _ = x.shape
-        return x.view(B, L, self.num_heads, self.d_k).transpose(1, 2)  # (B, L, D) -> (B, H, L, d_k)
+        return x.view(B, L, heads, self.d_k).transpose(1, 2)  # (B, L, D) -> (B, heads, L, d_k)
 
     def forward(
         self,
@@ -126,7 +161,7 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = True,
         cache: KVCacheLike | None = None,
-        layer: int = 0,
+        rope: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` to ``key``/``value``.
 
@@ -142,82 +177,59 @@ class MultiHeadAttention(nn.Module):
                 ``torch.nn.functional.scaled_dot_product_attention`` computes the same output
                 faster; with dropout both settings take the explicit path, so that one seed
                 gives one result.
-            cache: for self-attention during generation: ``cache.update(layer, k, v)`` receives
-                this call's ``(B, H, T, d_k)`` keys and values and returns those of all
-                ``S = S_cached + T`` positions, which the queries then attend to; ``mask`` must
-                then fit ``(B, H, T, S)``.
-            layer: this attention's index in the cache.
+            cache: for self-attention during generation (the protocol of this module's
+                docstring): ``cache.update(self.layer_idx, k, v)`` receives this call's keys
+                and values and returns those of all ``S = cache.length + T`` positions, which
+                the queries then attend to; ``mask`` must then fit ``(B, H, T, S)``.
+            rope: ``(cos, sin)``, each ``(T, d_k)``, from :func:`positional.rope_cos_sin` for
+                the T query positions: queries and keys are rotated before the cache.
 
         Returns:
             ``(output, weights)``: output ``(B, T, D)``; weights ``(B, H, T, S)`` or None.
         """
         self._check(query, key, value)
         B, T, _ = query.shape
-        q = self._split(self.w_q(query))  # (B, T, D) -> (B, H, T, d_k)
-        k = self._split(self.w_k(key))  # (B, S, D) -> (B, H, S, d_k)
-        v = self._split(self.w_v(value))  # (B, S, D) -> (B, H, S, d_k)
+        q = self._split(self.w_q(query), self.num_heads)  # (B, T, D) -> (B, H, T, d_k)
+        k = self._split(self.w_k(key), self.num_kv_heads)  # (B, S, D) -> (B, H_kv, S, d_k)
+        v = self._split(self.w_v(value), self.num_kv_heads)  # (B, S, D) -> (B, H_kv, S, d_k)
+        if rope is not None:
+            q, k = positional.rotate(q, *rope), positional.rotate(k, *rope)
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, H, S, d_k) -> (B, H, S_cached + S, d_k)
+            k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, S_cached + S, d_k) each
         if mask is not None:
             self._check_mask(mask, B, T, k.shape[-2])
         p = self.dropout if self.training else 0.0
+        repeats = self.num_heads // self.num_kv_heads
         if need_weights or p > 0.0:
-            heads, weights = attention.attend(q, k, v, mask, dropout=p)  # (B, H, T, d_k)
+            k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)  # (B, H, S, d_k) each
+            heads, weights = attention.scaled_dot_product_attention(q, k, v, mask, dropout=p)
         else:
-            heads, weights = _fused_attention(q, k, v, mask), None  # (B, H, T, d_k)
+            heads, weights = _fused_attention(q, k, v, mask, repeats), None  # (B, H, T, d_k)
             # NaN or inf in k or v makes the output non-finite; a NaN query row can come out
             # finite (and wrong) without a mask. Either way the explicit path decides: it
             # raises its clear error, or gives its answer (a NaN key may be masked out).
             if not (torch.isfinite(heads).all() and torch.isfinite(q).all()):
-                heads, _ = attention.attend(q, k, v, mask)  # (B, H, T, d_k)
+                k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)  # (B, H, S, d_k) each
+                heads, _ = attention.scaled_dot_product_attention(q, k, v, mask)
         concat = heads.transpose(1, 2).reshape(B, T, self.d_model)  # (B, H, T, d_k) -> (B, T, D)
         return self.w_o(concat), (weights if need_weights else None)  # (B, T, D)
 
-    @classmethod
-    def from_torch(cls, m: nn.MultiheadAttention) -> MultiHeadAttention:
-        """Build an equivalent module from a ``torch.nn.MultiheadAttention``.
 
-        PyTorch packs W_Q, W_K and W_V into one ``in_proj_weight`` of shape ``(3D, D)``; this
-        splits it into the three projections. The copy has the same dropout. Note that the
-        boolean ``attn_mask`` and ``key_padding_mask`` of ``nn.MultiheadAttention`` mean the
-        opposite of ours (True = blocked): pass ``~mask`` to it. (The boolean ``attn_mask`` of
-        ``torch.nn.functional.scaled_dot_product_attention`` uses our convention, True = may
-        attend, which is why ``forward`` passes its mask to that function unchanged.)
+def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, repeats: int) -> Tensor:
+    """PyTorch's fused kernel: the one fast path of every model.
 
-        Args:
-            m: a PyTorch module with ``kdim == vdim == embed_dim``, without ``add_bias_kv`` or
-               ``add_zero_attn``.
-
-        Returns:
-            A ``MultiHeadAttention`` whose forward equals ``m``'s on batch-first inputs, in the
-            same training or evaluation mode as ``m``.
-        """
-        if not isinstance(m, nn.MultiheadAttention):
-            raise TypeError(f"expected torch.nn.MultiheadAttention, got {type(m).__name__}")
-        if not m._qkv_same_embed_dim:
-            raise ValueError("from_torch needs kdim == vdim == embed_dim (a packed in_proj_weight)")
-        if m.bias_k is not None or m.add_zero_attn:
-            raise ValueError("add_bias_kv and add_zero_attn have no counterpart in this module")
-        bias = m.in_proj_bias is not None
-        new = cls(m.embed_dim, m.num_heads, bias=bias, dropout=m.dropout)
-        new = new.to(device=m.in_proj_weight.device, dtype=m.in_proj_weight.dtype)
-        with torch.no_grad():
-            for i, lin in enumerate((new.w_q, new.w_k, new.w_v)):
-                lin.weight.copy_(m.in_proj_weight.chunk(3)[i])  # (3D, D) -> (D, D)
-                if bias:
-                    lin.bias.copy_(m.in_proj_bias.chunk(3)[i])  # (3D,) -> (D,)
-            new.w_o.weight.copy_(m.out_proj.weight)
-            if bias:
-                new.w_o.bias.copy_(m.out_proj.bias)
-        return new.train(m.training)  # an eval() module with dropout must not become one that drops
-
-
-def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    """PyTorch's fused kernel, with a query that may attend to nothing given zeros.
-
-    For such a query what the kernel returns depends on the PyTorch version and backend (NaN on
-    some, zeros on others): let it attend everywhere, then zero it, as the explicit path does.
+    A query that may attend to nothing gets zeros, as on the explicit path: what the kernel
+    returns for it depends on the PyTorch version and backend (NaN on some, zeros on others),
+    so it attends everywhere and is zeroed afterwards. With one query and no mask, the
+    ``repeats`` query heads that share a key/value head are ``repeats`` queries against the
+    same keys, so no key is copied; otherwise the keys and values are shared out first.
     """
+    B, H, T, d_k = q.shape
+    if mask is None and T == 1 and repeats > 1:
+        q = q.view(B, H // repeats, repeats, d_k)  # (B, H, 1, d_k) -> (B, H_kv, r, d_k)
+        heads = F.scaled_dot_product_attention(q, k, v)  # (B, H_kv, r, d_k)
+        return heads.view(B, H, 1, d_k)  # (B, H, 1, d_k)
+    k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)  # (B, H, S, d_k) each
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v)  # (B, H, T, d_k)
     empty = ~mask.any(dim=-1, keepdim=True)  # (..., T, 1)

@@ -102,10 +102,15 @@ def rope_cos_sin(
     validation.check_positive_int("d", d)
     if d % 2:
         raise ValueError(f"RoPE rotates pairs of coordinates, so d must be even, got {d}")
-    if not isinstance(positions, Tensor) or positions.dim() != 1 or positions.is_floating_point():
+    integer = isinstance(positions, Tensor) and not positions.dtype.is_floating_point
+    if not integer or positions.dtype in (torch.bool, torch.complex64, torch.complex128):
         raise ValueError(f"positions must be a (T,) integer tensor, got {positions!r}")
-    if not (isinstance(base, int | float) and base > 1):
-        raise ValueError(f"base must be a number greater than 1, got {base!r}")
+    if positions.dim() != 1:
+        raise ValueError(f"positions must be a (T,) integer tensor, got shape {positions.shape}")
+    if not validation.check_number("base", base) > 1:
+        raise ValueError(f"base must be a finite number greater than 1, got {base!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
     two_i = torch.arange(0, d, 2, dtype=torch.float64, device=positions.device)  # (d/2,)
     omega = 1.0 / base ** (two_i / d)  # (d/2,)
     # float64 angles, as in sinusoidal_encoding: far positions keep their digits.
@@ -116,6 +121,8 @@ def rope_cos_sin(
 
 def rotate_half(x: Tensor) -> Tensor:
     """(x_1, x_2) -> (-x_2, x_1) on the two halves of the last dimension: a quarter turn."""
+    if x.shape[-1] % 2:
+        raise ValueError(f"rotate_half needs an even last dimension, got shape {tuple(x.shape)}")
     x1, x2 = x.chunk(2, dim=-1)  # (..., d) -> 2 x (..., d/2)
     return torch.cat([-x2, x1], dim=-1)  # (..., d)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import random
 
@@ -71,7 +72,8 @@ def rounded(x: torch.Tensor | float | list, digits: int = 4) -> float | list:
         x = x.detach().cpu().tolist()
     if isinstance(x, list | tuple):
         return [rounded(v, digits) for v in x]
-    if isinstance(x, bool) or not isinstance(x, int | float):
+    digits = validation.check_int("digits", digits)  # digits=True is not 1
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"rounded expects a tensor, a number or a list, got {type(x).__name__}")
     value = round(float(x), digits)
     return 0.0 if value == 0 else value  # no "-0.0"

@@ -3,8 +3,9 @@ training (teacher forcing, the label-smoothed loss, batches, the learning-rate s
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,22 @@ class History:
             raise ValueError("no training step has been recorded")
         tail = max(1, len(self.losses) // 10)
         return sum(self.losses[-tail:]) / tail
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a ``with`` block with ``model`` in eval mode, then restore its mode.
+
+    The book's one rule for decoding: every decoding function (greedy decoding, beam search,
+    sampling with :func:`attention_book.generation.generate`) reads the model in eval mode,
+    so dropout never changes a generated token, and leaves the model's mode as it found it.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _check_positive_float(name: str, x: object, hint: str) -> None:
@@ -187,12 +204,6 @@ def sequence_loss(
     label_smoothing = _check_smoothing(label_smoothing)
     pad_id = validation.check_int("pad_id", pad_id)
     validation.check_ids("labels", labels)
-    return _sequence_loss(logits, labels, pad_id, label_smoothing)
-
-
-def _sequence_loss(logits: Tensor, labels: Tensor, pad_id: int, label_smoothing: float) -> Tensor:
-    """:func:`sequence_loss` for checked arguments; the logits, a model's output, and the
-    batch's labels are checked here, at every call."""
     if not isinstance(logits, Tensor) or logits.dim() != 3:
         raise ValueError(f"logits must be (B, T, V), got {getattr(logits, 'shape', logits)}")
     if logits.shape[:2] != labels.shape:
@@ -231,53 +242,87 @@ def seq2seq_loss(
     pad_id = validation.check_int("pad_id", pad_id)
     decoder_input, labels = teacher_forcing(tgt)  # (B, T), (B, T)
     logits = model(src, decoder_input)  # (B, T, V)
-    return _sequence_loss(logits, labels, pad_id, label_smoothing)
+    return sequence_loss(logits, labels, pad_id, label_smoothing)
+
+
+def lm_loss(model: nn.Module, inputs: Tensor, labels: Tensor, pad_id: int = 0) -> Tensor:
+    """The language-modelling loss: cross-entropy of each label given the inputs up to it.
+
+    Args:
+        model: maps ``(B, T)`` ids to ``(B, T, V)`` logits.
+        inputs: ``(B, T)`` ids, a sequence without its last token.
+        labels: ``(B, T)`` the next token at each position; ``pad_id`` where no loss is taken
+            (padding, or positions left out of the loss on purpose).
+        pad_id: the id that marks positions without loss.
+
+    Returns:
+        A scalar: the mean over the positions with a label.
+    """
+    return sequence_loss(model(inputs), labels, pad_id)  # (B, T, V) vs (B, T)
 
 
 def batch_loss_fn(
-    src: Tensor,
-    tgt: Tensor,
+    inputs: Tensor,
+    targets: Tensor,
     batch_size: int,
     *,
+    task: str = "seq2seq",
     pad_id: int = 0,
     label_smoothing: float = 0.0,
     seed: int = 0,
 ) -> Callable[[nn.Module, int], Tensor]:
-    """A ``loss_fn(model, step)`` for :func:`fit` that samples batches.
+    """A ``loss_fn(model, step)`` for :func:`fit` that samples batches, for either kind of model.
 
     Each call draws ``batch_size`` random rows (without replacement) of the training tensors
-    from its own seeded generator, so a run is reproducible, drops the source columns that are
-    padding in every drawn row, and returns :func:`seq2seq_loss`. The arguments are checked
-    once, here, not at every step.
+    from its own seeded generator, so a run is reproducible, drops the trailing columns of
+    ``inputs`` that are padding in every drawn row (:func:`trim_padding`: no real token is
+    ever cut, whichever side the rows are padded on), and returns the loss. The arguments are
+    checked once, here, not at every step.
 
     Args:
-        src: ``(N, S)`` all training sources.
-        tgt: ``(N, T + 1)`` all training targets.
+        inputs: ``(N, S)`` all training inputs: the sources of an encoder-decoder, or the
+            sequences a language model reads.
+        targets: for ``task="seq2seq"``, ``(N, T + 1)`` target ids starting with ``<bos>``
+            (:func:`seq2seq_loss`); for ``task="lm"``, ``(N, S)`` labels, the next token at
+            each position of ``inputs`` (:func:`lm_loss`), trimmed with them.
         batch_size: rows per step, at most N.
+        task: ``"seq2seq"`` (``model(src, decoder_input)``) or ``"lm"`` (``model(ids)``).
         pad_id, label_smoothing: as in :func:`sequence_loss`.
         seed: seeds the batch sampler.
 
     Returns:
         The function ``loss_fn(model, step) -> scalar``.
     """
-    validation.check_ids("src", src)
-    decoder_input, labels = teacher_forcing(tgt)  # (N, T), (N, T)
+    task = validation.check_choice("task", task, ("seq2seq", "lm"))
+    validation.check_ids("inputs", inputs)
+    if task == "seq2seq":
+        decoder_input, labels = teacher_forcing(targets)  # (N, T), (N, T)
+    else:
+        decoder_input, labels = None, validation.check_ids("targets", targets)
+        if inputs.shape != targets.shape:
+            raise ValueError(
+                f"inputs {tuple(inputs.shape)} and labels {tuple(targets.shape)} differ in shape"
+            )
     batch_size = validation.check_positive_int("batch_size", batch_size)
     pad_id = validation.check_int("pad_id", pad_id)
     label_smoothing = _check_smoothing(label_smoothing)
-    if src.shape[0] != tgt.shape[0]:
+    if inputs.shape[0] != targets.shape[0]:
         raise ValueError(
-            f"src {tuple(src.shape)} and tgt {tuple(tgt.shape)} need the same number of rows"
+            f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} need the same "
+            f"number of rows"
         )
-    if batch_size > src.shape[0]:
-        raise ValueError(f"batch_size={batch_size} exceeds the {src.shape[0]} training examples")
+    if batch_size > inputs.shape[0]:
+        raise ValueError(f"batch_size={batch_size} exceeds the {inputs.shape[0]} training rows")
     generator = torch.Generator().manual_seed(validation.check_int("seed", seed))
 
     def loss_fn(model: nn.Module, step: int) -> Tensor:
-        rows = torch.randperm(src.shape[0], generator=generator)[:batch_size]  # (batch_size,)
-        batch_src = trim_padding(src[rows], pad_id)  # (N, S) -> (batch_size, S')
-        logits = model(batch_src, decoder_input[rows])  # (batch_size, T, V)
-        return _sequence_loss(logits, labels[rows], pad_id, label_smoothing)
+        rows = torch.randperm(inputs.shape[0], generator=generator)[:batch_size]  # (batch_size,)
+        batch = trim_padding(inputs[rows], pad_id)  # (N, S) -> (batch_size, S')
+        if decoder_input is None:  # a language model: its labels are trimmed with its inputs
+            logits = model(batch)  # (batch_size, S', V)
+            return sequence_loss(logits, labels[rows, : batch.shape[1]], pad_id, label_smoothing)
+        logits = model(batch, decoder_input[rows])  # (batch_size, T, V)
+        return sequence_loss(logits, labels[rows], pad_id, label_smoothing)
 
     return loss_fn
 
