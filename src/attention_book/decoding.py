@@ -226,7 +226,7 @@ def exact_match_ids(predicted: Tensor, references: Tensor, eos_id: int = 2) -> f
         predicted: ``(B, L)`` generated ids without ``<bos>``, as returned by
             :func:`greedy_decode` or :func:`beam_search`.
         references: ``(B, L')`` reference ids without ``<bos>``, each row containing
-            ``eos_id`` (for example the labels of :func:`teacher_forcing`).
+            ``eos_id`` (for example the labels of :func:`attention_book.train.teacher_forcing`).
         eos_id: the end-of-sequence id.
 
     Returns:
