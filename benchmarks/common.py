@@ -78,8 +78,18 @@ def cpu_load(processes: int) -> Iterator[list[subprocess.Popen]]:
     """
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
         raise ValueError(f"processes must be a non-negative int, got {processes!r}")
-    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
-    busy = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+    # The parent's pid is passed in, not read by the loop: a parent that dies before the loop
+    # starts would otherwise be mistaken for the new one, and the loop would never end.
+    loop = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent: pass"
+    busy = [
+        subprocess.Popen(
+            [sys.executable, "-c", loop, str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
     try:
         yield busy
     finally:
