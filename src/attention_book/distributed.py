@@ -275,14 +275,15 @@ def counting_sends() -> Iterator[list[int]]:
 # --------------------------------------------------------------------------------------------
 
 
-class HeadShard(nn.Module):
+class HeadShard(multihead.MultiHeadAttention):
     """One rank's heads of a ``MultiHeadAttention``; only rank 0 keeps W_O's bias. ``heads``: their
     indices in the full module."""
 
     def __init__(self, mha: nn.Module, rank: int, world_size: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # its projections are slices of mha's, built here
         H, d_k, D = mha.num_heads, mha.d_k, mha.w_o.weight.shape[0]
-        self.num_heads, self.d_k = H // world_size, d_k
+        self.d_model, self.d_k, self.dropout, self.layer_idx = D, d_k, 0.0, 0
+        self.num_heads = self.num_kv_heads = H // world_size
         first = rank * self.num_heads
         self.heads = range(first, first + self.num_heads)
         rows = slice(first * d_k, (first + self.num_heads) * d_k)  # this rank's features
@@ -302,12 +303,6 @@ class HeadShard(nn.Module):
             if self.w_o.bias is not None:
                 self.w_o.bias.copy_(mha.w_o.bias)
 
-    def _split(self, x: Tensor) -> Tensor:
-        B, L, _ = x.shape
-        return x.view(B, L, self.num_heads, self.d_k).transpose(
-            1, 2
-        )  # (B, L, H_r d_k) -> (B, H_r, L, d_k)
-
     def forward(
         self,
         query: Tensor,
@@ -319,23 +314,12 @@ class HeadShard(nn.Module):
         """This rank's part ``(B, T, D)`` of the output; the ranks' parts sum to the whole."""
         if rope is not None:
             raise ValueError("a head shard does not apply rotary position embeddings (rope)")
-        D = self.w_q.in_features
-        for name, x in (("query", query), ("key", key), ("value", value)):
-            if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != D:
-                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ValueError(f"{name} must be (B, len, D={D}), got {got}")
-        if mask is not None and mask.dim() == 4 and mask.shape[1] != 1:
+        if isinstance(mask, Tensor) and mask.dim() == 4 and mask.shape[1] != 1:
             raise ValueError(
                 f"a head shard takes one mask for all heads, (T, S) or (B, 1, T, S); got "
                 f"{tuple(mask.shape)}"
             )
-        B, T, _ = query.shape
-        q = self._split(self.w_q(query))  # (B, T, D) -> (B, H_r, T, d_k)
-        k = self._split(self.w_k(key))  # (B, S, D) -> (B, H_r, S, d_k)
-        v = self._split(self.w_v(value))  # (B, S, D) -> (B, H_r, S, d_k)
-        heads, _ = attention.scaled_dot_product_attention(q, k, v, mask)  # (B, H_r, T, d_k)
-        concat = heads.transpose(1, 2).reshape(B, T, -1)  # (B, H_r, T, d_k) -> (B, T, H_r d_k)
-        return self.w_o(concat)  # (B, T, H_r d_k) -> (B, T, D)
+        return super().forward(query, key, value, mask, need_weights=True)[0]  # (B, T, D)
 
 
 def shard_heads(mha: nn.Module, rank: int, world_size: int) -> nn.Module:

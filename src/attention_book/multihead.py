@@ -162,7 +162,7 @@ class MultiHeadAttention(nn.Module):
             if not (torch.isfinite(heads).all() and torch.isfinite(q).all()):
                 k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)  # (B, H, S, d_k) each
                 heads, _ = attention.scaled_dot_product_attention(q, k, v, mask)
-        concat = heads.transpose(1, 2).reshape(B, T, self.d_model)  # (B, H, T, d_k) -> (B, T, D)
+        concat = heads.transpose(1, 2).reshape(B, T, self.num_heads * self.d_k)  # (B, T, H d_k)
         return self.w_o(concat), (weights if need_weights else None)  # (B, T, D)
 
 

@@ -14,7 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from attention_book import attention, dates, positional, validation
-from attention_book.layers import ACTIVATIONS, FeedForward, feed_forward, norm_layer, xavier_init
+from attention_book.layers import (
+    ACTIVATIONS,
+    FeedForward,  # noqa: F401 (chapters call transformer.FeedForward)
+    feed_forward,
+    norm_layer,
+    xavier_init,
+)
 from attention_book.multihead import KVCacheLike, MultiHeadAttention
 
 
@@ -25,7 +31,8 @@ class EncoderLayer(nn.Module):
         activation: ``"relu"``, ``"gelu"`` or ``"swiglu"``.
         norm_first: False for post-LN (the paper), True for pre-LN.
         num_kv_heads, bias, layer_idx: as in :class:`MultiHeadAttention`.
-        norm, eps: ``"layer"`` or ``"rms"``, and its epsilon."""
+        norm, eps: ``"layer"`` or ``"rms"``, and its epsilon.
+        cross_attention: add :class:`DecoderLayer`'s cross-attention, third norm and dropout."""
 
     def __init__(
         self,
@@ -41,6 +48,7 @@ class EncoderLayer(nn.Module):
         norm: str = "layer",
         eps: float = 1e-5,
         layer_idx: int = 0,
+        cross_attention: bool = False,
     ) -> None:
         super().__init__()
         dropout = validation.check_probability("dropout", dropout)
@@ -48,11 +56,16 @@ class EncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(
             d_model, num_heads, bias, dropout, num_kv_heads=num_kv_heads, layer_idx=layer_idx
         )
+        if cross_attention:  # a decoder layer's, built second as the paper lists it
+            self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.ff = feed_forward(d_model, d_ff, dropout, activation)
         self.norm1 = norm_layer(norm, d_model, eps)
         self.norm2 = norm_layer(norm, d_model, eps)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        if cross_attention:
+            self.norm3 = norm_layer(norm, d_model, eps)
+            self.dropout3 = nn.Dropout(dropout)
 
     def forward(
         self,
@@ -77,7 +90,7 @@ class EncoderLayer(nn.Module):
         return x, weights
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(EncoderLayer):
     """Causal self-attention, cross-attention to the encoder's output and a feed-forward network,
     each in a residual block with LayerNorm: one layer of the paper's decoder."""
 
@@ -90,18 +103,9 @@ class DecoderLayer(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
     ) -> None:
-        super().__init__()
-        dropout = validation.check_probability("dropout", dropout)
-        self.norm_first = validation.check_bool("norm_first", norm_first)
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.ff = FeedForward(d_model, d_ff, dropout, activation)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        super().__init__(
+            d_model, num_heads, d_ff, dropout, activation, norm_first, cross_attention=True
+        )
 
     def forward(
         self,
