@@ -475,7 +475,11 @@ def ring_attention(
 
 
 def collectives_worker(rank: int, world_size: int) -> dict[str, list]:
-    """all-reduce, all-gather and send/recv on small tensors; returns what this rank then holds."""
+    """Three collectives on small tensors; returns what this rank then holds.
+
+    all-reduce sums a tensor over the ranks, all-gather gives every rank
+    every rank's tensor, and send/recv moves one tensor from rank 0 to rank 1.
+    """
     if world_size < 2:
         raise ValueError(f"send/recv needs 2 ranks, not world_size={world_size}")
     x = torch.tensor([1.0, 2.0]) * (rank + 1)  # rank r holds (r + 1) * [1, 2]
