@@ -309,7 +309,7 @@ def test_gguf_with_scaled_rope_frequencies_is_a_clear_error():
 
 # --- A stored reference: transformers' logits for three prompts (chapter 14 reads it) ---------
 
-FIXTURE = Path(__file__).parent / "fixtures" / "smollm2_reference.npz"
+FIXTURE = Path(__file__).parents[1] / "src" / "attention_book" / "smollm2_reference.npz"
 #: Chapter 14's three inputs: a chat prompt, a plain sentence and a line of code.
 FIXTURE_TEXTS = (
     "What is the capital of France?",
@@ -374,6 +374,5 @@ if __name__ == "__main__":  # python tests/test_llama.py writes the fixture afre
     _model = transformers.AutoModelForCausalLM.from_pretrained(
         str(_path.parent), gguf_file=_path.name, dtype=torch.float32
     ).eval()
-    FIXTURE.parent.mkdir(exist_ok=True)
     np.savez(FIXTURE, **reference_logits(_model, _prompts))
     print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size:,} bytes)")
