@@ -21,6 +21,10 @@ The key-value cache protocol (the one place it is written down). A cache is any 
   values and return those of every position so far, ``(B, H_kv, cache.length + T, d_k)``;
 * ``cache.memory_bytes()``: the bytes it holds.
 
+Two optional extensions (:mod:`attention_book.serving`): ``cache.rotates_keys = True`` means the
+cache keeps keys before RoPE, and the model rotates the keys it returns by their position in the
+cache; ``cache.crop(length)`` forgets the positions from ``length`` on.
+
 :class:`attention_book.generation.KVCache` is one. Each attention module finds its entry by its
 own ``layer_idx``, set when the model builds it (as in transformers' ``LlamaAttention(config,
 layer_idx)``), so no layer passes a layer number along.
@@ -182,7 +186,9 @@ class MultiHeadAttention(nn.Module):
                 and values and returns those of all ``S = cache.length + T`` positions, which
                 the queries then attend to; ``mask`` must then fit ``(B, H, T, S)``.
             rope: ``(cos, sin)``, each ``(T, d_k)``, from :func:`positional.rope_cos_sin` for
-                the T query positions: queries and keys are rotated before the cache.
+                the T query positions: queries and keys are rotated before the cache. With a
+                cache whose ``rotates_keys`` is True, ``(S, d_k)`` for all the positions the
+                cache returns: keys are rotated after it, queries by the last T rows.
 
         Returns:
             ``(output, weights)``: output ``(B, T, D)``; weights ``(B, H, T, S)`` or None.
@@ -192,10 +198,18 @@ class MultiHeadAttention(nn.Module):
         q = self._split(self.w_q(query), self.num_heads)  # (B, T, D) -> (B, H, T, d_k)
         k = self._split(self.w_k(key), self.num_kv_heads)  # (B, S, D) -> (B, H_kv, S, d_k)
         v = self._split(self.w_v(value), self.num_kv_heads)  # (B, S, D) -> (B, H_kv, S, d_k)
+        # A cache with rotates_keys (serving.SinkCache) keeps keys unrotated; rope then covers
+        # every position S of the keys it returns, and the queries are its last T.
+        in_cache = rope is not None and getattr(cache, "rotates_keys", False)
         if rope is not None:
-            q, k = positional.rotate(q, *rope), positional.rotate(k, *rope)
+            cos, sin = rope[0][-T:], rope[1][-T:]  # (T, d_k) each
+            q = positional.rotate(q, cos, sin)
+            if not in_cache:
+                k = positional.rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, S_cached + S, d_k) each
+        if in_cache:
+            k = positional.rotate(k, *rope)  # key j turned by its position j in the cache
         if mask is not None:
             self._check_mask(mask, B, T, k.shape[-2])
         p = self.dropout if self.training else 0.0
