@@ -55,12 +55,18 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix $(LINTED)
 	$(BIN)/ruff format $(LINTED)
 
+# Tests and notebooks run in as many pytest workers as the machine has cores (pytest-xdist):
+# each notebook stays whole in one worker (--dist loadscope), and each runs on one PyTorch
+# thread, so two of them share two cores without waiting on each other. JOBS=1 runs one at a time.
+JOBS ?= auto
+XDIST := -n $(JOBS)
+
 unit: $(STAMP)
-	$(BIN)/pytest tests -q --ignore=tests/site
+	$(BIN)/pytest tests -q --ignore=tests/site $(XDIST) --dist loadfile --durations=10
 
 # Strict: every stored output is compared. Only the sanitize file's patterns are masked.
 nbval: $(STAMP)
-	$(BIN)/pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
+	$(BIN)/pytest $(XDIST) --dist loadscope --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
 
 # The same strict comparison as another CPU would make it: PyTorch's kernels without vector
 # instructions (ATEN_CPU_CAPABILITY=default) and MKL's reproducible code path (MKL_CBWR=COMPATIBLE)
@@ -68,7 +74,7 @@ nbval: $(STAMP)
 PORTABLE_ENV := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 
 nbval-portable: $(STAMP)
-	$(PORTABLE_ENV) $(BIN)/pytest --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
+	$(PORTABLE_ENV) $(BIN)/pytest $(XDIST) --dist loadscope --nbval --nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 300 -q $(NOTEBOOKS)
 
 # nbval has just executed every notebook and matched its stored outputs, so the build reuses them
 # instead of executing everything a second time; `make book` executes afresh. The copied

@@ -113,7 +113,7 @@ def step_times(
     fall equally on both; the GPT then trains on the same pairs written as one sequence. The
     first ``TIMING_WARMUP`` steps warm up allocators and kernels and are not kept.
     """
-    config = transformer.TransformerConfig(**recipe.model_kwargs())
+    config = transformer.dates_config(recipe)
     models = {"ours": transformer.Transformer(config), "torch": TorchSeq2Seq(config)}
     n_ours, n_torch = (transformer.count_parameters(m) for m in models.values())
     assert n_ours == n_torch, f"parameter counts differ: ours {n_ours}, torch {n_torch}"
@@ -213,7 +213,7 @@ def measure(recipe: dates.Recipe) -> dict:
     _, test_labels = train.teacher_forcing(test_tgt)  # (N, 11): the target and <eos>
     data_seconds = time.perf_counter() - start
 
-    model = transformer.Transformer(transformer.TransformerConfig(**recipe.model_kwargs()))
+    model = transformer.Transformer(transformer.dates_config(recipe))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
     )

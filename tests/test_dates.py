@@ -273,7 +273,7 @@ def test_bad_arguments_raise_clear_errors():
 def test_recipe_builds_a_model_config():
     from attention_book import transformer
 
-    config = transformer.TransformerConfig(**dates.RECIPE.model_kwargs())
+    config = transformer.dates_config()
     assert config.src_vocab_size == len(dates.SOURCE_VOCAB)
     assert config.tgt_vocab_size == len(dates.TARGET_VOCAB)
     assert config.max_len >= dates.MAX_SOURCE_LEN and config.pad_id == dates.PAD_ID
@@ -288,7 +288,8 @@ def test_importing_renders_nothing_and_max_source_len_is_built_on_first_use():
         "assert dates._max_source_len.cache_info().currsize == 0\n"
         "assert dates.MAX_SOURCE_LEN == 30\n"
         "assert dates._max_source_len.cache_info().currsize == 1\n"
-        "assert dates.RECIPE.model_kwargs()['max_len'] == 30\n"
+        "from attention_book import transformer\n"
+        "assert transformer.dates_config().max_len == 30\n"
         "from attention_book.dates import MAX_SOURCE_LEN\n"
         "assert MAX_SOURCE_LEN == 30\n"
         "assert dates.LM_MAX_LEN == 30 - 1 + dates.TARGET_LEN == 41\n"

@@ -153,7 +153,7 @@ def test_lm_examples_put_the_loss_on_the_target_only():
 
 def test_recipe_gpt_has_about_the_encoder_decoder_parameter_count():
     n_gpt = transformer.count_parameters(gpt.GPT(gpt.dates_config()))
-    config = transformer.TransformerConfig(**dates.RECIPE.model_kwargs())
+    config = transformer.dates_config()
     n_ed = transformer.count_parameters(transformer.Transformer(config))
     assert (n_gpt, n_ed) == (171_200, 172_942)  # 1.0% fewer
 

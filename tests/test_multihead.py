@@ -38,7 +38,7 @@ def _torch(ref, q, k, v, attn_mask=None, key_padding_mask=None):
 
 
 def _both_paths(m, q, k, v, mask=None):
-    out, w = m(q, k, v, mask=mask)
+    out, w = m(q, k, v, mask=mask, need_weights=True)
     fused, none = m(q, k, v, mask=mask, need_weights=False)
     assert none is None
     assert_close(fused, out)  # the fused kernel equals the explicit path
@@ -51,7 +51,7 @@ def _both_paths(m, q, k, v, mask=None):
 def test_shapes_and_weights_sum_to_one():
     m = multihead.MultiHeadAttention(D, H).eval()
     q, kv = torch.randn(B, T, D), torch.randn(B, S, D)
-    out, w = m(q, kv, kv)
+    out, w = m(q, kv, kv, need_weights=True)
     assert out.shape == (B, T, D) and w.shape == (B, H, T, S)
     assert (m.d_model, m.num_heads, m.d_k, m.dropout) == (D, H, D // H, 0.0)
     assert_close(w.sum(-1), torch.ones(B, H, T))
@@ -79,7 +79,7 @@ def test_parameter_count_does_not_depend_on_heads():
 def test_one_head_is_plain_attention_between_projections():
     m = multihead.MultiHeadAttention(D, 1).eval()
     q, kv = torch.randn(B, T, D), torch.randn(B, S, D)
-    out, w = m(q, kv, kv)
+    out, w = m(q, kv, kv, need_weights=True)
     heads, w_ref = attention.scaled_dot_product_attention(m.w_q(q), m.w_k(kv), m.w_v(kv))
     assert_close(w, w_ref[:, None])
     assert_close(out, m.w_o(heads))
@@ -88,7 +88,7 @@ def test_one_head_is_plain_attention_between_projections():
 def test_heads_are_independent_attentions_on_slices():
     m = multihead.MultiHeadAttention(D, H).eval()
     x = torch.randn(B, T, D)
-    out, w = m(x, x, x)
+    out, w = m(x, x, x, need_weights=True)
     d_k = D // H
     q, k, v = m.w_q(x), m.w_k(x), m.w_v(x)  # (B, T, D)
     heads = []
@@ -279,8 +279,8 @@ def test_dropout_in_training_mode_is_random_and_unbiased(need_weights):
 def test_dropped_weights_are_returned_in_training_mode():
     m = multihead.MultiHeadAttention(D, H, dropout=0.5).train()
     x = torch.randn(B, T, D)
-    _, w = m(x, x, x)
-    _, w_eval = m.eval()(x, x, x)
+    _, w = m(x, x, x, need_weights=True)
+    _, w_eval = m.eval()(x, x, x, need_weights=True)
     kept = w != 0
     assert (~kept).any() and kept.any()
     assert_close(w[kept], 2 * w_eval[kept])  # survivors are scaled by 1 / (1 - p)
@@ -521,7 +521,7 @@ def test_both_paths_agree_with_dropout_in_training_mode():
     m = multihead.MultiHeadAttention(D, H, dropout=0.3).train()
     x, kv = torch.randn(B, T, D), torch.randn(B, S, D)
     torch.manual_seed(1)
-    out, w = m(x, kv, kv)
+    out, w = m(x, kv, kv, need_weights=True)
     torch.manual_seed(1)
     fast, none = m(x, kv, kv, need_weights=False)
     assert none is None
@@ -575,8 +575,8 @@ def test_grouped_query_attention_equals_mha_with_shared_key_value_heads():
         mha.w_o.weight.copy_(gqa.w_o.weight)
     x = torch.randn(2, 5, D)
     mask = attention.causal_mask(5)
-    expected, expected_w = mha(x, x, x, mask)
-    out, w = gqa(x, x, x, mask)
+    expected, expected_w = mha(x, x, x, mask, need_weights=True)
+    out, w = gqa(x, x, x, mask, need_weights=True)
     assert_close(out, expected)
     assert_close(w, expected_w)
     assert_close(gqa(x, x, x, mask, need_weights=False)[0], expected)  # the fused path
@@ -611,13 +611,13 @@ def test_rope_rotates_queries_and_keys_so_scores_depend_on_offsets_only():
     m = multihead.MultiHeadAttention(16, 2, bias=False).eval()
     x = torch.randn(1, 1, 16).expand(1, 4, 16)  # one token, repeated at four positions
     rope = positional.rope_cos_sin(torch.arange(4), 8)
-    _, w = m(x, x, x, rope=rope)
+    _, w = m(x, x, x, need_weights=True, rope=rope)
     scores_far = w[0, :, 3, 0] / w[0, :, 3, 3]  # offset 3 against offset 0
-    _, w_plain = m(x, x, x)
+    _, w_plain = m(x, x, x, need_weights=True)
     assert torch.allclose(w_plain, torch.full_like(w_plain, 0.25))  # no positions: uniform
     assert not torch.allclose(scores_far, torch.ones(2))  # RoPE told the positions apart
     shifted = positional.rope_cos_sin(torch.arange(10, 14), 8)
-    assert_close(m(x, x, x, rope=shifted)[1], w)  # only offsets matter
+    assert_close(m(x, x, x, need_weights=True, rope=shifted)[1], w)  # only offsets matter
 
 
 def test_each_module_finds_its_cache_entry_by_its_own_layer_index():

@@ -606,3 +606,19 @@ def test_layers_return_the_weights_they_are_asked_for_and_store_nothing():
     out, w = layer(x, need_weights=True)
     assert_close(out, layer(x)[0])
     assert w.shape == (2, H, 5, 5) and not hasattr(layer, "record_weights")
+
+
+def test_dates_config_holds_the_chapter_11_model_settings():
+    import dataclasses
+
+    from attention_book import dates
+
+    config = transformer.dates_config()
+    assert config.src_vocab_size == len(dates.SOURCE_VOCAB)
+    assert config.tgt_vocab_size == len(dates.TARGET_VOCAB)
+    assert config.max_len == dates.MAX_SOURCE_LEN and config.pad_id == dates.PAD_ID
+    assert transformer.count_parameters(transformer.Transformer(config)) == 172_942
+    assert transformer.TransformerConfig(**dates.RECIPE.model_kwargs()) == config  # the shim
+    assert transformer.dates_config(dataclasses.replace(dates.RECIPE, d_model=32)).d_model == 32
+    with pytest.raises(TypeError, match="recipe must be a dates.Recipe, got dict"):
+        transformer.dates_config({"d_model": 32})

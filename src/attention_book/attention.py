@@ -1,13 +1,8 @@
-"""Scaled dot-product attention, written to be read: the core every later chapter builds on.
+"""Scaled dot-product attention: the core every later chapter builds on.
 
-Conventions (shared by the whole book):
-
-* tensors are batch-first; any number of leading batch dimensions ``...`` is allowed;
-* ``q`` is ``(..., T, d_k)``, ``k`` is ``(..., S, d_k)``, ``v`` is ``(..., S, d_v)``;
-* a mask is a ``torch.bool`` tensor broadcastable to ``(..., T, S)`` where **True means "may
-  attend"**, the convention of :func:`torch.nn.functional.scaled_dot_product_attention`;
-* a query row with no allowed key gets all-zero weights and an all-zero output, never NaN.
-"""
+Batch-first with any leading dimensions ``...``: ``q (..., T, d_k)``, ``k (..., S, d_k)``,
+``v (..., S, d_v)``. Masks are bool, broadcastable to ``(..., T, S)``, True = "may attend"
+(as in ``F.scaled_dot_product_attention``). A query with no allowed key gets zeros, never NaN."""
 
 from __future__ import annotations
 
@@ -20,21 +15,9 @@ from attention_book import validation
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """Numerically stable softmax along ``dim``.
+    """Softmax along ``dim``, minus the row maximum so no ``exp`` overflows.
 
-    Subtracting the row maximum before ``exp`` changes nothing mathematically
-    (the factor ``exp(-max)`` cancels) but keeps every exponent at most 0, so nothing overflows.
-    Entries equal to ``-inf`` get weight 0; a row that is entirely ``-inf`` (or empty) gets
-    all-zero weights instead of the NaN that ``0 / 0`` would give.
-
-    Args:
-        x: scores of any shape, floating point.
-        dim: the dimension that is normalised.
-
-    Returns:
-        A tensor of the same shape as ``x`` whose slices along ``dim`` sum to 1
-        (or to 0 for an all ``-inf`` slice).
-    """
+    ``-inf`` entries get weight 0; an all ``-inf`` (or empty) slice gets zeros instead of NaN."""
     validation.check_float_tensor("x", x)
     if x.numel() == 0:  # e.g. no keys (S = 0): nothing to weigh, and amax refuses an empty dim
         return torch.zeros_like(x)
@@ -57,20 +40,9 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 def causal_mask(
     T: int, S: int | None = None, offset: int = 0, device: torch.device | str | None = None
 ) -> Tensor:
-    """A ``(T, S)`` bool mask, True where query t (at position ``offset + t``) may read key j.
+    """Bool ``(T, S)``, True where query t (at ``offset + t``) may read key j <= offset + t.
 
-    Key j is allowed when ``j <= offset + t``. Without a cache ``offset`` is 0 and S = T: the
-    lower triangle. With ``offset`` positions cached, the T new queries read all of them too.
-
-    Args:
-        T: the number of queries, a positive int.
-        S: the number of keys, ``offset + T`` by default.
-        offset: the position of the first query (the cached length), a non-negative int.
-        device: where to create the mask.
-
-    Returns:
-        ``torch.bool`` tensor of shape ``(T, S)``.
-    """
+    ``S`` defaults to ``offset + T``; ``offset`` is the cached length (0: the lower triangle)."""
     T = validation.check_positive_int("T", T)
     offset = validation.check_non_negative_int("offset", offset)
     S = offset + T if S is None else validation.check_positive_int("S", S)
@@ -80,20 +52,15 @@ def causal_mask(
 def scaled_dot_product_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout: float = 0.0
 ) -> tuple[Tensor, Tensor]:
-    """softmax(q kᵀ / √d_k) v, the attention of Vaswani et al. (2017), section 3.2.1.
+    """softmax(q kᵀ / √d_k) v (Vaswani et al., 2017, section 3.2.1).
 
     Args:
-        q: queries, ``(..., T, d_k)``.
-        k: keys, ``(..., S, d_k)``.
-        v: values, ``(..., S, d_v)``.
-        mask: optional bool tensor broadcastable to ``(..., T, S)``; True means "may attend".
-        dropout: the probability of dropping each weight before the product with ``v`` (pass
-            it only in training); the weights returned are then the dropped ones.
+        q, k, v: ``(..., T, d_k)``, ``(..., S, d_k)``, ``(..., S, d_v)``.
+        mask: bool, broadcastable to ``(..., T, S)``; True = "may attend".
+        dropout: drop probability on the weights (training only); the dropped weights are returned.
 
     Returns:
-        ``(output, weights)``: output is ``(..., T, d_v)``, weights is ``(..., T, S)``.
-        Each row of weights sums to 1, or is all zero where the mask allows no key.
-    """
+        ``(output (..., T, d_v), weights (..., T, S))``; rows sum to 1, or 0 where all masked."""
     validation.check_attention_inputs(q, k, v, mask)
     dropout = validation.check_probability("dropout", dropout)
     # Scale before the product, as PyTorch does: q kᵀ itself can overflow in float16

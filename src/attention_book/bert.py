@@ -1,19 +1,8 @@
-"""A BERT-style sentence encoder built from the book's :class:`~transformer.EncoderLayer`.
+"""A BERT sentence encoder (Devlin et al., 2019) built from the book's post-LN ``EncoderLayer``.
 
-BERT (Devlin et al., 2019) is the paper's encoder with three additions around the layers:
-
-* the input of position t is the sum of three learned embeddings, of the token, of the
-  position t, and of the *token type* (segment A or B of a sentence pair);
-* a LayerNorm on that sum, before the first layer (the layers are post-LN, so each layer's
-  output is already normalised, but the embeddings are not);
-* the exact (erf) GELU in the feed-forward network, and LayerNorm with eps = 1e-12.
-
-A *sentence* encoder such as all-MiniLM-L6-v2 (Reimers and Gurevych, 2019) then turns the
-``(T, D)`` output of the last layer into one vector: the mean over the real (not padded)
-tokens, scaled to length 1.
-
-Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
-"""
+BERT adds learned token, position and token-type embeddings with a LayerNorm on their sum,
+and uses the exact GELU with eps 1e-12. A sentence encoder such as all-MiniLM-L6-v2
+(Reimers and Gurevych, 2019) averages the real tokens' outputs and scales to length 1."""
 
 from __future__ import annotations
 
@@ -32,18 +21,7 @@ from attention_book.transformer import EncoderLayer
 
 @dataclass(frozen=True)
 class BertConfig:
-    """The hyperparameters of a BERT encoder (the defaults are all-MiniLM-L6-v2's).
-
-    Attributes:
-        vocab_size: V, the WordPiece vocabulary.
-        d_model: D (``hidden_size``).
-        num_heads: H (``num_attention_heads``).
-        num_layers: N (``num_hidden_layers``).
-        d_ff: the feed-forward hidden width (``intermediate_size``).
-        max_len: the number of learned positions (``max_position_embeddings``).
-        type_vocab_size: the number of token types (2: segment A and segment B).
-        eps: the LayerNorm epsilon (``layer_norm_eps``).
-    """
+    """Hyperparameters of a BERT encoder (defaults: all-MiniLM-L6-v2's), named as in the paper."""
 
     vocab_size: int = 30522
     d_model: int = 384
@@ -64,14 +42,7 @@ class BertConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> BertConfig:
-        """Read a Hugging Face ``config.json`` of a BERT model.
-
-        Args:
-            path: the file.
-
-        Returns:
-            The config; raises ValueError for a model that is not a post-LN BERT with GELU.
-        """
+        """Read a Hugging Face BERT ``config.json``; ValueError unless post-LN BERT with GELU."""
         raw = json.loads(Path(path).read_text())
         if raw.get("model_type") != "bert" or raw.get("hidden_act") != "gelu":
             raise ValueError(
@@ -93,11 +64,7 @@ class BertConfig:
 
 
 class BertEmbeddings(nn.Module):
-    """Token + position + token-type embeddings, then LayerNorm.
-
-    Args:
-        config: a :class:`BertConfig`.
-    """
+    """Token + position + token-type embeddings, then LayerNorm."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -107,8 +74,7 @@ class BertEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(config.d_model, eps=config.eps)
 
     def forward(self, ids: Tensor, token_type: Tensor | None = None) -> Tensor:
-        """Embed ``ids`` ``(B, T)``; ``token_type`` ``(B, T)`` defaults to all zeros (one
-        segment). Returns ``(B, T, D)``."""
+        """``ids (B, T)`` and ``token_type (B, T)`` (default zeros) -> ``(B, T, D)``."""
         T = ids.shape[1]
         if token_type is None:
             token_type = torch.zeros_like(ids)  # (B, T)
@@ -117,11 +83,7 @@ class BertEmbeddings(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    """BERT's embeddings and a stack of the book's post-LN ``EncoderLayer`` with exact GELU.
-
-    Args:
-        config: a :class:`BertConfig`.
-    """
+    """BERT's embeddings and a stack of post-LN ``EncoderLayer`` with exact GELU."""
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -147,15 +109,7 @@ class BertEncoder(nn.Module):
         return real[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
 
     def forward(self, ids: Tensor, real: Tensor | None = None) -> Tensor:
-        """The last layer's hidden states.
-
-        Args:
-            ids: ``(B, T)`` token ids.
-            real: bool ``(B, T)``, True at real tokens, False at padding; None = no padding.
-
-        Returns:
-            ``(B, T, D)``.
-        """
+        """``ids (B, T)``, bool ``real (B, T)`` (None: no padding) -> ``(B, T, D)``."""
         mask = self._check(ids, real)  # (B, 1, 1, T) or None
         x = self.embeddings(ids)  # (B, T) -> (B, T, D)
         for layer in self.layers:
@@ -164,14 +118,7 @@ class BertEncoder(nn.Module):
 
     @torch.no_grad()
     def attention_weights(self, ids: Tensor, real: Tensor | None = None) -> list[Tensor]:
-        """The self-attention weights of every layer and head.
-
-        Args:
-            ids: ``(B, T)`` token ids; real: as in :meth:`forward`.
-
-        Returns:
-            One ``(B, H, T, T)`` tensor per layer: sequence, head, query, key.
-        """
+        """One ``(B, H, T, T)`` tensor per layer."""
         mask = self._check(ids, real)  # (B, 1, 1, T) or None
         x, weights = self.embeddings(ids), []  # (B, T) -> (B, T, D)
         for layer in self.layers:
@@ -181,15 +128,7 @@ class BertEncoder(nn.Module):
 
 
 def mean_pool(hidden: Tensor, real: Tensor) -> Tensor:
-    """Average the hidden states of the real tokens of each sentence.
-
-    Args:
-        hidden: ``(B, T, D)``.
-        real: bool ``(B, T)``, True at real tokens; every row needs at least one.
-
-    Returns:
-        ``(B, D)``.
-    """
+    """``(B, T, D) -> (B, D)``: the mean over the real tokens (bool ``(B, T)``)."""
     if real.dtype != torch.bool or tuple(real.shape) != tuple(hidden.shape[:2]):
         raise ValueError(
             f"real must be a bool mask of shape {tuple(hidden.shape[:2])}, "
@@ -225,15 +164,7 @@ UNUSED_PREFIXES = ("pooler.", "embeddings.position_ids")
 
 
 def book_name(bert_name: str) -> str | None:
-    """Translate one tensor name of a Hugging Face BERT checkpoint into this package's name.
-
-    Args:
-        bert_name: e.g. ``"encoder.layer.3.attention.self.query.weight"``.
-
-    Returns:
-        e.g. ``"layers.3.self_attn.w_q.weight"``, or None for a tensor the encoder does not use
-        (the pooler, the ``position_ids`` buffer).
-    """
+    """This package's name for a Hugging Face BERT tensor, or None for one it does not use."""
     if bert_name.startswith(UNUSED_PREFIXES):
         return None
     stem, _, kind = bert_name.rpartition(".")  # kind: "weight" or "bias"
@@ -248,12 +179,7 @@ def book_name(bert_name: str) -> str | None:
 
 
 def load_bert_state(model: BertEncoder, tensors: dict[str, Tensor]) -> None:
-    """Copy a Hugging Face BERT state dict into ``model``, checking that every tensor is used.
-
-    Args:
-        model: the encoder to fill.
-        tensors: name -> tensor, as read from ``model.safetensors``.
-    """
+    """Copy a Hugging Face BERT state dict into ``model``, checking that every tensor is used."""
     ours = {}
     for name, tensor in tensors.items():
         target = book_name(name)
@@ -265,12 +191,7 @@ def load_bert_state(model: BertEncoder, tensors: dict[str, Tensor]) -> None:
 
 
 class SentenceEncoder(nn.Module):
-    """A tokenizer and a :class:`BertEncoder`, with mean pooling and L2 normalisation.
-
-    Args:
-        encoder: the BERT encoder.
-        tokenizer: a ``tokenizers.Tokenizer`` whose padding and truncation are set up.
-    """
+    """A tokenizer and a :class:`BertEncoder`, with mean pooling and L2 normalisation."""
 
     def __init__(self, encoder: BertEncoder, tokenizer: object) -> None:
         super().__init__()
@@ -278,14 +199,7 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
 
     def tokenize(self, sentences: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """Token ids and the real-token mask of a batch, padded to its longest sentence.
-
-        Args:
-            sentences: N strings.
-
-        Returns:
-            ``(ids, real)``: ids ``(N, T)`` long; real bool ``(N, T)``.
-        """
+        """``(ids (N, T), real (N, T))`` for N sentences, padded to the longest."""
         if isinstance(sentences, str) or not sentences:
             raise ValueError("sentences must be a non-empty list of strings")
         if not all(isinstance(s, str) for s in sentences):
@@ -297,28 +211,13 @@ class SentenceEncoder(nn.Module):
 
     @torch.no_grad()
     def embed(self, sentences: Sequence[str]) -> Tensor:
-        """One unit-length vector per sentence.
-
-        Args:
-            sentences: N strings.
-
-        Returns:
-            ``(N, D)``: the mean of the last layer over real tokens, L2-normalised.
-        """
+        """``(N, D)`` unit vectors: the mean of the last layer over real tokens."""
         ids, real = self.tokenize(sentences)  # (N, T), (N, T)
         hidden = self.encoder(ids, real)  # (N, T, D)
         return F.normalize(mean_pool(hidden, real), dim=-1)  # (N, T, D) -> (N, D)
 
     def attention_maps(self, sentence: str) -> tuple[list[str], Tensor]:
-        """The tokens of one sentence and its attention weights in every layer and head.
-
-        Args:
-            sentence: one string.
-
-        Returns:
-            ``(tokens, weights)``: T WordPiece tokens, ``[CLS]`` and ``[SEP]`` included;
-            weights ``(N, H, T, T)`` (layer, head, query, key).
-        """
+        """``(tokens, weights (N, H, T, T))`` of one sentence, ``[CLS]`` and ``[SEP]`` included."""
         if not isinstance(sentence, str):
             raise TypeError(f"sentence must be a str, got {type(sentence).__name__}")
         encoding = self.tokenizer.encode(sentence)

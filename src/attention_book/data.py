@@ -1,19 +1,9 @@
 """A synthetic pronoun task: which noun does "it" refer to?
 
-Every sentence follows one frame of ten tokens,
-
-    the <noun 1> was <relation> the <noun 2> and it was <predicate>
-
-with one animal and one object, in either order. The predicate decides the referent: an animate
-predicate ("tired", "hungry", ...) makes "it" the animal, an object predicate ("dirty",
-"broken", ...) makes it the object. In this toy language the rule is absolute (a wet cat does
-not exist here), so the label is a function of the sentence.
-
-The split is by pairing: a referent noun and a predicate form a *pairing*, and a fixed quarter of
-all pairings (two predicates per noun, two nouns per predicate) is held out. The ``"test"``
-split uses only held-out pairings and the ``"train"`` split never does, so no (animal, object,
-predicate) combination of the test split occurs in training.
-"""
+Every sentence is ``the <noun 1> was <relation> the <noun 2> and it was <predicate>``, with
+one animal and one object in either order. The predicate decides the referent (animate:
+the animal; object predicate: the object). A referent and a predicate form a pairing; a
+fixed quarter of the pairings is held out, and the ``"test"`` split uses only those."""
 
 from __future__ import annotations
 
@@ -63,18 +53,10 @@ def check_word_lists(
     object_predicates: Sequence[str],
     period: int,
 ) -> None:
-    """Check that the word lists fit the pairing rule; raise ValueError if they do not.
+    """Raise ValueError unless the four word lists have one length ``n`` that ``period`` divides.
 
-    :func:`pronoun_dataset` picks the predicate ``(referent + offset) % n`` for animals and
-    objects alike, with one ``n``, and holds out the offsets that are multiples of ``period``.
-    That is a quarter (for ``period = 4``) of the pairings, two per noun and two per predicate,
-    and agrees with :func:`is_held_out`, only when the four lists have the same length ``n`` and
-    ``period`` divides ``n``.
-
-    Args:
-        animals, objects, animate_predicates, object_predicates: the four word lists.
-        period: the held-out period, a positive int.
-    """
+    :func:`pronoun_dataset` pairs predicate ``(referent + offset) % n`` and holds out offsets
+    divisible by ``period``: a quarter of the pairings, agreeing with :func:`is_held_out`."""
     lengths = {
         "animals": len(animals),
         "objects": len(objects),
@@ -96,12 +78,7 @@ check_word_lists(ANIMALS, OBJECTS, ANIMATE_PREDICATES, OBJECT_PREDICATES, HELD_O
 
 
 class Vocab:
-    """A word-level tokenizer: a fixed list of tokens, ``<pad>`` first (id 0).
-
-    Args:
-        tokens: the words, without ``<pad>``; each must be unique, lower-case (``encode``
-            lower-cases the strings it is given) and contain no space.
-    """
+    """A word-level tokenizer: ``<pad>`` (id 0), then ``tokens`` (unique, lower-case, no spaces)."""
 
     def __init__(self, tokens: Sequence[str]) -> None:
         tokens = list(tokens)
@@ -127,15 +104,7 @@ class Vocab:
         return len(self.tokens)
 
     def encode(self, sentence: str | Sequence[str]) -> Tensor:
-        """Token ids of a sentence.
-
-        Args:
-            sentence: a string, lower-cased and split at whitespace, or a list of tokens,
-                taken as they are.
-
-        Returns:
-            A ``(T,)`` long tensor.
-        """
+        """``(T,)`` long ids of a sentence (lower-cased and split) or of a list of tokens."""
         words = sentence.lower().split() if isinstance(sentence, str) else list(sentence)
         unknown = [w for w in words if w not in self._ids]
         if unknown:
@@ -143,14 +112,7 @@ class Vocab:
         return torch.tensor([self._ids[w] for w in words], dtype=torch.long)
 
     def decode(self, ids: Tensor | Sequence[int]) -> str:
-        """The sentence for a ``(T,)`` sequence of integer ids, with ``<pad>`` tokens dropped.
-
-        Args:
-            ids: a ``(T,)`` integer tensor or a sequence of ints (NumPy integers included).
-
-        Returns:
-            The tokens joined by single spaces.
-        """
+        """The tokens of ``(T,)`` integer ids joined by spaces, ``<pad>`` dropped."""
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         if any(isinstance(i, list) for i in ids):
             raise ValueError("decode takes one sentence, a 1-d sequence of ids")
@@ -172,15 +134,7 @@ PRONOUN_VOCAB = Vocab(
 
 
 def is_held_out(noun: str, predicate: str) -> bool:
-    """Whether the pairing of a referent noun with a predicate belongs to the test split.
-
-    Args:
-        noun: an animal or an object.
-        predicate: a predicate of the same kind (animate for an animal, object for an object).
-
-    Returns:
-        True for the quarter of pairings reserved for testing.
-    """
+    """True for the quarter of (noun, predicate) pairings reserved for testing."""
     for nouns, predicates in ((ANIMALS, ANIMATE_PREDICATES), (OBJECTS, OBJECT_PREDICATES)):
         if noun in nouns:
             if predicate not in predicates:
@@ -191,14 +145,8 @@ def is_held_out(noun: str, predicate: str) -> bool:
 
 @dataclass(frozen=True)
 class PronounExamples:
-    """A batch of pronoun sentences with what the model needs to be trained and scored.
-
-    Attributes:
-        tokens: ``(N, T)`` long token ids (``T = SENTENCE_LENGTH``).
-        noun_positions: ``(N, 2)`` long in ``[0, T)``: the positions of the two nouns.
-        it_position: ``(N,)`` long in ``[0, T)``: the position of "it".
-        target: ``(N,)`` long in {0, 1}: which of the two nouns "it" refers to.
-    """
+    """A batch of the task: ``tokens (N, T)``, ``noun_positions (N, 2)``, ``it_position (N,)`` and
+    ``target (N,)``, which of the two nouns "it" refers to (0 or 1)."""
 
     tokens: Tensor
     noun_positions: Tensor
@@ -257,20 +205,10 @@ def _examples(tokens: Tensor, target: Tensor) -> PronounExamples:
 def pronoun_dataset(
     num_examples: int, generator: torch.Generator, split: str = "train"
 ) -> PronounExamples:
-    """Draw ``num_examples`` sentences of the pronoun task from one split.
+    """``num_examples`` sentences of ``split`` (``"train"`` or ``"test"``) drawn from ``generator``.
 
-    Each sentence draws an animal, an object, their order, a relation, and whether "it" refers
-    to the animal or to the object (each with probability 1/2). The predicate is then drawn among
-    those of the referent's kind whose pairing with the referent belongs to ``split``.
-
-    Args:
-        num_examples: how many sentences, a positive int.
-        generator: the random source; the same generator state gives the same sentences.
-        split: ``"train"`` (never a held-out pairing) or ``"test"`` (only held-out pairings).
-
-    Returns:
-        A :class:`PronounExamples` with ``N = num_examples`` sentences of length 10.
-    """
+    Animal, object, order, relation and referent are drawn uniformly; the predicate among those
+    of the referent's kind whose pairing belongs to ``split``."""
     num_examples = validation.check_positive_int("num_examples", num_examples)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
@@ -309,14 +247,7 @@ def pronoun_dataset(
 
 
 def parse_pronoun_sentences(sentences: Sequence[str]) -> PronounExamples:
-    """Tokenize sentences written in the task's frame and work out their labels.
-
-    Args:
-        sentences: strings such as ``"the cat was on the mat and it was tired"``.
-
-    Returns:
-        A :class:`PronounExamples` with one row per sentence.
-    """
+    """:class:`PronounExamples` for sentences written in the task's frame, labels worked out."""
     if isinstance(sentences, str) or len(sentences) == 0:
         raise ValueError("sentences must be a non-empty list of strings")
     rows, targets = [], []

@@ -1,17 +1,9 @@
 """A synthetic translation task: dates written in many ways, translated into ISO 8601.
 
-A source is a calendar date in one of :data:`FORMATS` ("22 November 2026", "Nov 22, 2026",
-"22/11/2026", "Sunday, 22 Nov. 2026", ...); the target is the same date as ``YYYY-MM-DD``
-("2026-11-22"). Weekday names are the true weekday of the date. Numeric formats that put the
-day and the month side by side use **day first** (DMY) only, so "05/11/2026" is always the 5th of
-November and no source is ambiguous; the one year-first format is year, month, day.
-
-The split is by calendar date: a hash of the ISO string puts about one date in ten in the
-``"test"`` split, so a test date never occurs in training, in any format. Everything is
-generated here; nothing is downloaded. Month and weekday names are spelt out in this module,
-both for writing and for reading dates back, rather than taken from ``strftime``/``strptime``,
-so neither the data nor :func:`parse` depend on the machine's locale.
-"""
+A source is a date in one of :data:`FORMATS` ("22 November 2026", "22/11/2026", ...); the
+target is ``YYYY-MM-DD``. Numeric formats are day first, so no source is ambiguous. A hash
+of the date puts about one date in ten in the ``"test"`` split, in every format. Month and
+weekday names are spelt out here, so nothing depends on the machine's locale."""
 
 from __future__ import annotations
 
@@ -87,15 +79,7 @@ def _weekday(d: datetime.date) -> str:
 
 @dataclass(frozen=True)
 class DateFormat:
-    """One way of writing a date.
-
-    Attributes:
-        name: a short identifier.
-        render: turns a ``datetime.date`` into the source string.
-        strptime: a :func:`datetime.datetime.strptime`-style pattern that :func:`parse` uses to
-            read the string back (the tests use it to prove that the source means the date).
-        word_month: whether the month is written as a word (full or abbreviated).
-    """
+    """One way of writing a date: ``render`` writes it, ``strptime`` reads it back."""
 
     name: str
     render: Callable[[datetime.date], str]
@@ -196,16 +180,8 @@ def _month_number(word: str) -> str:
 
 
 def parse(text: str, fmt: str | DateFormat) -> datetime.date:
-    """Read a source string written in ``fmt`` back into a date.
-
-    Names are read with this module's own tables, not the locale's: the month word becomes its
-    number and a leading weekday is set aside, so that ``datetime.strptime`` only ever sees
-    digits and punctuation. The weekday, if any, is then checked against the date (``strptime``
-    itself would ignore it).
-
-    Raises:
-        ValueError: if ``text`` is not a date written in ``fmt``, or names the wrong weekday.
-    """
+    """Read ``text`` written in ``fmt`` back into a date, with this module's names (not the
+    locale's); ValueError if it is not such a date or names the wrong weekday."""
     f = get_format(fmt)
     text_in, pattern = normalise_for_parsing(text), f.strptime
     named = None
@@ -229,11 +205,7 @@ def parse(text: str, fmt: str | DateFormat) -> datetime.date:
 
 
 def split_of(d: datetime.date) -> str:
-    """``"test"`` for about one date in ten, chosen by a hash of the date; else ``"train"``.
-
-    The hash (BLAKE2b of the ISO string) depends on nothing but the date, so the split is the
-    same on every machine and for every format.
-    """
+    """``"test"`` for about one date in ten (BLAKE2b of the ISO string), else ``"train"``."""
     d = _check_date(d)
     digest = hashlib.blake2b(d.isoformat().encode(), digest_size=8).digest()
     return "test" if int.from_bytes(digest, "big") % TEST_MODULUS == 0 else "train"
@@ -274,25 +246,11 @@ def sample(
     formats: Sequence[str] | None = None,
     distinct_dates: bool = False,
 ) -> list[DateExample]:
-    """Draw ``n`` examples: a uniformly random date of ``split`` and a uniformly random format.
+    """``n`` :class:`DateExample` of ``split``, each a random date in a random format.
 
-    By default dates are drawn with replacement, so a date can occur several times (in the same
-    or in different formats): 2,000 draws from the 3,657 test dates hold only about 1,540
-    distinct dates. With ``distinct_dates=True`` the dates are drawn without replacement, so the
-    ``n`` examples are ``n`` different dates, each in one random format; use this for an
-    evaluation set that should count each date once.
-
-    Args:
-        n: how many examples, a positive int (at most the split's number of dates when
-            ``distinct_dates`` is set).
-        split: "train" or "test".
-        seed: the same seed always gives the same examples.
-        formats: restrict to these format names (default: all of :data:`FORMAT_NAMES`).
-        distinct_dates: draw the dates without replacement.
-
-    Returns:
-        A list of ``n`` :class:`DateExample`.
-    """
+    Dates are drawn with replacement unless ``distinct_dates`` (for evaluation sets, where each
+    date should count once). The same ``seed`` gives the same examples; ``formats`` restricts
+    the choice of format."""
     n = validation.check_positive_int("n", n)
     names = FORMAT_NAMES if formats is None else tuple(formats)
     if not names:
@@ -312,11 +270,7 @@ def sample(
 
 
 class CharVocab:
-    """A character-level vocabulary: ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, then characters.
-
-    Args:
-        chars: the characters, each a single character, without repeats.
-    """
+    """A character vocabulary: ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, then ``chars``."""
 
     def __init__(self, chars: str | Sequence[str]):
         chars = list(chars)
@@ -351,16 +305,7 @@ class CharVocab:
     def encode_batch(
         self, texts: Sequence[str], bos: bool = False, eos: bool = True, length: int | None = None
     ) -> Tensor:
-        """Encode ``texts`` and pad them with ``<pad>`` into one LongTensor.
-
-        Args:
-            texts: B strings.
-            bos, eos: add ``<bos>`` / ``<eos>``, as in :meth:`encode`.
-            length: pad to this length L (default: the longest encoding); shorter raises.
-
-        Returns:
-            ``(B, L)`` int64 tensor.
-        """
+        """``(B, L)`` int64 ids of ``texts``, padded to ``length`` (default: the longest)."""
         if isinstance(texts, str) or len(texts) == 0:
             raise ValueError("texts must be a non-empty sequence of strings")
         encoded = [self.encode(t, bos, eos) for t in texts]
@@ -372,19 +317,10 @@ class CharVocab:
         return torch.tensor(padded, dtype=torch.long)  # (B, L)
 
     def decode(self, ids: Sequence[int] | Tensor) -> str:
-        """The text of ``ids``: the characters before the first ``<eos>``.
+        """The text of ``ids`` before the first ``<eos>``, a leading ``<bos>`` dropped.
 
-        A leading ``<bos>`` is dropped and everything from the first ``<eos>`` on is ignored
-        (that is where padding belongs). Any other ``<pad>`` or ``<bos>`` is written out by
-        name, so a malformed sequence such as ``2 0 <pad> 2 5`` decodes to ``"20<pad>25"`` and
-        can never pass for a clean string (nor count as an exact match).
-
-        Args:
-            ids: a 1-d sequence or tensor of L ids.
-
-        Returns:
-            A string.
-        """
+        Any other ``<pad>`` or ``<bos>`` is written out by name, so a malformed sequence never
+        passes for a clean string."""
         if isinstance(ids, Tensor):
             if ids.dim() != 1:
                 raise ValueError(
@@ -426,11 +362,7 @@ TARGET_LEN = len("YYYY-MM-DD") + 2
 
 @functools.cache
 def _max_source_len() -> int:
-    """The longest source in tokens, <eos> included: ``MAX_SOURCE_LEN``, computed on first use.
-
-    A single year holds every (weekday, month, two-digit day) combination that makes a long
-    source, so rendering its 365 dates in every format finds the longest.
-    """
+    """``MAX_SOURCE_LEN``, computed on first use from one year rendered in every format."""
     year = [datetime.date(2049, 1, 1) + datetime.timedelta(days=i) for i in range(365)]
     return 1 + max(len(f.render(d)) for f in FORMATS for d in year)
 
@@ -445,12 +377,8 @@ def __getattr__(name: str) -> int:
 
 
 def encode_examples(examples: Sequence[DateExample]) -> tuple[Tensor, Tensor]:
-    """Tensors for a list of examples.
-
-    Returns:
-        ``(src, tgt)``: src ``(B, S)`` source ids ending in ``<eos>`` and padded with ``<pad>``;
-        tgt ``(B, TARGET_LEN)`` target ids ``<bos> Y Y Y Y - M M - D D <eos>``.
-    """
+    """``(src (B, S), tgt (B, TARGET_LEN))``: sources ending in ``<eos>``, padded; targets
+    ``<bos> YYYY-MM-DD <eos>``."""
     if len(examples) == 0:
         raise ValueError("examples must not be empty")
     src = SOURCE_VOCAB.encode_batch([e.source for e in examples])  # (B, S)
@@ -459,12 +387,7 @@ def encode_examples(examples: Sequence[DateExample]) -> tuple[Tensor, Tensor]:
 
 
 def lm_sequence(example: DateExample) -> list[int]:
-    """One example as a single sequence for a decoder-only model: ``source <bos> target <eos>``.
-
-    Every id is from :data:`SOURCE_VOCAB`, which holds the target's characters too. ``<bos>``
-    separates the source from its translation: it is where the answer begins, as it is for the
-    decoder of the encoder-decoder.
-    """
+    """One example for a decoder-only model: ``source <bos> target <eos>``."""
     return [*SOURCE_VOCAB.encode(example.source, eos=False), BOS_ID] + SOURCE_VOCAB.encode(
         example.target
     )
@@ -473,21 +396,9 @@ def lm_sequence(example: DateExample) -> list[int]:
 def encode_lm_examples(
     examples: Sequence[DateExample], loss_on_source: bool = False
 ) -> tuple[Tensor, Tensor]:
-    """Inputs and labels that train a decoder-only model on the task.
+    """``(inputs, labels)``, both ``(B, L - 1)``: the padded sequences shifted by one token.
 
-    Each example becomes :func:`lm_sequence`, padded on the right with ``<pad>``; the inputs are
-    the sequence without its last token and the labels the sequence without its first, so the
-    label at position t is the token at t + 1.
-
-    Args:
-        examples: the pairs.
-        loss_on_source: keep the labels of the source positions too (the model then also learns
-            to predict how dates are written). By default they are ``<pad>``, which the loss
-            ignores: only the target characters and ``<eos>`` are trained.
-
-    Returns:
-        ``(inputs, labels)``, both ``(B, L - 1)`` for the longest sequence length L.
-    """
+    Labels of source positions are ``<pad>`` (no loss) unless ``loss_on_source``."""
     if len(examples) == 0:
         raise ValueError("examples must not be empty")
     validation.check_bool("loss_on_source", loss_on_source)
@@ -503,10 +414,7 @@ def encode_lm_examples(
 
 
 def month_word_span(example: DateExample) -> tuple[int, int]:
-    """Source positions ``[start, end)`` of the month word of ``example`` (for formats with one).
-
-    Used to measure how much cross-attention the month digits of the target put on the word.
-    """
+    """Source positions ``[start, end)`` of the month word of ``example``."""
     f = get_format(example.format)
     if not f.word_month:
         raise ValueError(f"format {f.name!r} writes the month as digits, not as a word")
@@ -520,14 +428,8 @@ def month_word_span(example: DateExample) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Recipe:
-    """The hyperparameters that train a Transformer on this task, shared by the chapter and the
-    benchmark (``benchmarks/train_dates.py``) so that the two cannot drift apart.
-
-    The model is small (d_model 64, two encoder and two decoder layers) and trained with AdamW,
-    a short linear warm-up and a cosine decay, on batches of 128 pairs drawn from a fixed set of
-    training examples. The benchmark trains for ``steps``; the chapter, which must run in about
-    a minute, for ``notebook_steps`` (the schedule is stretched to the run's length).
-    """
+    """The hyperparameters that train the dates model, shared by chapter 11 and
+    ``benchmarks/train_dates.py``; the chapter trains for ``notebook_steps``."""
 
     d_model: int = 64
     num_heads: int = 4
@@ -545,21 +447,11 @@ class Recipe:
     label_smoothing: float = 0.0
     seed: int = 0
 
-    def model_kwargs(self) -> dict[str, int | float]:
-        """Keyword arguments for ``transformer.TransformerConfig``, vocabulary sizes included."""
-        model_fields = ("d_model", "num_heads", "num_encoder_layers", "num_decoder_layers")
-        kwargs: dict[str, int | float] = {
-            k: v for k, v in asdict(self).items() if k in model_fields
-        }
-        kwargs.update(
-            src_vocab_size=len(SOURCE_VOCAB),
-            tgt_vocab_size=len(TARGET_VOCAB),
-            d_ff=self.d_ff,
-            dropout=self.dropout,
-            max_len=max(_max_source_len(), TARGET_LEN),
-            pad_id=PAD_ID,
-        )
-        return kwargs
+    def model_kwargs(self) -> dict[str, object]:
+        """Deprecated: use ``transformer.dates_config(recipe)``, where the model's settings live."""
+        from attention_book import transformer  # kept for chapters 12 and 15 until they move
+
+        return asdict(transformer.dates_config(self))
 
 
 RECIPE = Recipe()

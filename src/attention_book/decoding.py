@@ -1,16 +1,8 @@
 """Generation for encoder-decoder models: greedy decoding, beam search, exact match.
 
-Every function here works with any model that has the two methods of
-:class:`attention_book.transformer.Transformer`:
-
-* ``encode(src)`` with src ``(B, S)`` returns ``(memory (B, S, D), src_mask (B, 1, 1, S))``;
-* ``decode(tgt, memory, src_mask)`` with tgt ``(B, T)`` returns logits ``(B, T, V)``, where
-  position t depends only on ``tgt[:, : t + 1]``.
-
-Token conventions: ``pad_id`` fills unused positions, a target starts with ``bos_id`` and ends
-with ``eos_id``. Generated sequences are returned without the ``bos_id`` and hold ``pad_id``
-after their ``eos_id``.
-"""
+A model has ``encode(src (B, S)) -> (memory (B, S, D), src_mask (B, 1, 1, S))`` and
+``decode(tgt (B, T), memory, src_mask) -> logits (B, T, V)``, causal in ``tgt``. Outputs
+come without ``bos_id`` and hold ``pad_id`` after ``eos_id``."""
 
 from __future__ import annotations
 
@@ -47,23 +39,10 @@ def greedy_decode(
     eos_id: int = 2,
     pad_id: int = 0,
 ) -> Tensor:
-    """Generate by always taking the most probable next token.
+    """``(B, L)`` ids, ``L <= max_len``, taking the most probable token at each step.
 
-    The source is encoded once; then the decoder is run on the growing prefix of the whole
-    batch (at these lengths re-running it is cheaper to read than a key-value cache, and its
-    causal mask makes the result identical). Stops when every sequence has produced ``eos_id``
-    or after ``max_len`` tokens.
-
-    Args:
-        model: with ``encode`` and ``decode`` (see the module docstring); run in eval mode.
-        src: ``(B, S)`` source ids.
-        max_len: the most tokens to generate per sequence, ``<eos>`` included.
-        bos_id, eos_id, pad_id: the special ids of the target vocabulary.
-
-    Returns:
-        ``(B, L)`` generated ids, ``L <= max_len``, without ``<bos>``; ``pad_id`` after ``<eos>``.
-        An empty batch (B = 0) gives a ``(0, 0)`` tensor.
-    """
+    The decoder re-runs on the growing prefix (at these lengths simpler than a cache, and the
+    same result). Stops when every row has produced ``eos_id``; B = 0 gives ``(0, 0)``."""
     args = _check_decoding_args(model, src, max_len, bos_id, eos_id, pad_id)
     max_len, bos_id, eos_id, pad_id = args
     if src.shape[0] == 0:  # nothing to generate, and the model need not accept B = 0
@@ -95,37 +74,15 @@ def beam_search(
     pad_id: int = 0,
     length_penalty: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
-    """Keep the ``beam_width`` most probable prefixes at every step; return the best sequence.
+    """Keep the ``beam_width`` (K) most probable prefixes per source; return the best.
 
-    Batched: the B sources become B x K beams that the decoder runs together. At each step every
-    beam is extended by every token; of the K x V candidates of a source the K with the
-    highest total log-probability survive. A beam that has produced ``<eos>`` is finished: it
-    keeps its slot and can only be extended by ``pad_id`` at no cost, so it keeps competing,
-    with its final score, against the unfinished prefixes (whose scores can only fall). A
-    finished beam therefore occupies one of the K slots until the end; this is simpler than
-    setting finished hypotheses aside, and can leave fewer than K prefixes alive. The search
-    stops when all beams are finished or after ``max_len`` tokens.
-
-    The returned sequence is the best *finished* beam of its source: a beam cut off by
-    ``max_len`` is not a complete output, so it is returned only when no beam of that source
-    finished. ``length_penalty`` changes only this final choice; the search itself, and the
-    returned scores, use the plain total log-probability. With ``beam_width=1`` this is
-    exactly :func:`greedy_decode`.
-
-    Args:
-        model: with ``encode`` and ``decode`` (see the module docstring); run in eval mode.
-        src: ``(B, S)`` source ids.
-        max_len: the most tokens to generate per sequence, ``<eos>`` included.
-        beam_width: K, a positive int.
-        bos_id, eos_id, pad_id: the special ids of the target vocabulary.
-        length_penalty: alpha; the final choice ranks the beams by ``log p / length ** alpha``
-            (0 ranks by log p; larger values favour longer outputs).
+    The B x K beams run together. A finished beam keeps its slot, extended by ``pad_id`` at no
+    cost, and competes with its final score. The best finished beam is returned (an unfinished
+    one only if none finished), ranked by ``log p / length ** length_penalty``; the search and
+    the scores use plain log p. ``beam_width=1`` is :func:`greedy_decode`.
 
     Returns:
-        ``(tokens, scores)``: tokens ``(B, L)`` as in :func:`greedy_decode`; scores ``(B,)``
-        the total log-probability of each returned sequence, without the length penalty.
-        An empty batch (B = 0) gives a ``(0, 0)`` tensor and a ``(0,)`` tensor.
-    """
+        ``(tokens (B, L), scores (B,))``, the total log-probability of each sequence."""
     args = _check_decoding_args(model, src, max_len, bos_id, eos_id, pad_id)
     max_len, bos_id, eos_id, pad_id = args
     beam_width = validation.check_positive_int("beam_width", beam_width)
@@ -174,18 +131,7 @@ def beam_search(
 def sequence_log_prob(
     model: nn.Module, src: Tensor, tokens: Tensor, bos_id: int = 1, eos_id: int = 2
 ) -> Tensor:
-    """The model's total log-probability of given outputs (up to and including ``<eos>``).
-
-    Args:
-        model: with ``encode`` and ``decode``; run in eval mode.
-        src: ``(B, S)`` source ids.
-        tokens: ``(B, L)`` outputs as returned by :func:`greedy_decode` (no ``<bos>``; tokens
-            after the first ``<eos>`` are not scored).
-        bos_id, eos_id: the special ids of the target vocabulary.
-
-    Returns:
-        ``(B,)`` sums of log p(token | source, earlier tokens).
-    """
+    """``(B,)`` log-probabilities of ``tokens (B, L)`` up to and including the first ``<eos>``."""
     validation.check_ids("src", src)
     validation.check_ids("tokens", tokens)
     if src.shape[0] != tokens.shape[0]:
@@ -215,23 +161,9 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 
 def exact_match_ids(predicted: Tensor, references: Tensor, eos_id: int = 2) -> float:
-    """The fraction of generated sequences equal to their reference up to and including ``<eos>``.
+    """The fraction of rows of ``predicted`` equal to ``references`` up to and including ``<eos>``.
 
-    This compares ids, not decoded strings: a prediction counts only if it contains ``eos_id``
-    and its tokens up to the first one equal the reference's up to its first ``eos_id``. What
-    follows ``<eos>`` (padding) is ignored. A prediction without ``<eos>``, cut off at
-    ``max_len``, is wrong whatever characters it holds.
-
-    Args:
-        predicted: ``(B, L)`` generated ids without ``<bos>``, as returned by
-            :func:`greedy_decode` or :func:`beam_search`.
-        references: ``(B, L')`` reference ids without ``<bos>``, each row containing
-            ``eos_id`` (for example the labels of :func:`attention_book.train.teacher_forcing`).
-        eos_id: the end-of-sequence id.
-
-    Returns:
-        A float in [0, 1].
-    """
+    A prediction without ``eos_id`` (cut off at ``max_len``) is wrong."""
     validation.check_ids("predicted", predicted)
     validation.check_ids("references", references)
     if predicted.shape[0] != references.shape[0]:
@@ -267,21 +199,9 @@ def translate(
     eos_id: int = 2,
     pad_id: int = 0,
 ) -> list[str]:
-    """Decode a large batch of sources in chunks and turn the ids into strings.
+    """N strings: ``src (N, S)`` decoded in chunks of ``batch_size``, greedy or beam search.
 
-    Args:
-        model: with ``encode`` and ``decode``.
-        src: ``(N, S)`` source ids.
-        decode_ids: maps ``(B, L)`` output ids to B strings (e.g. ``vocab.decode_batch``).
-        max_len: the most tokens to generate, ``<eos>`` included.
-        beam_width: 1 uses :func:`greedy_decode`, more uses :func:`beam_search`.
-        batch_size: sources per chunk.
-        bos_id, eos_id, pad_id: the special ids of the target vocabulary; ``pad_id`` is also the
-            source's padding, wherever it stands in a row.
-
-    Returns:
-        N strings.
-    """
+    ``decode_ids`` maps ``(B, L)`` ids to B strings; ``pad_id`` also pads the sources."""
     _check_decoding_args(model, src, max_len, bos_id, eos_id, pad_id)
     batch_size = validation.check_positive_int("batch_size", batch_size)
     beam_width = validation.check_positive_int("beam_width", beam_width)

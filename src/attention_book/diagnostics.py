@@ -1,13 +1,5 @@
-"""Measures of an attention distribution: how spread out it is, and how well gradients pass it.
-
-A row of attention weights is a probability vector over the keys. Two numbers say how it
-behaves during training:
-
-* its **entropy**: ``log S`` when the weights are uniform over ``S`` keys, 0 when one key
-  takes all the weight (a saturated softmax);
-* the **Jacobian of softmax**, ``diag(w) - w wᵀ`` for weights ``w``, through which every
-  gradient reaches the scores ``s``; it vanishes as the weights become one-hot.
-"""
+"""Measures of an attention distribution: its entropy (``log S`` when uniform, 0 when one-hot),
+and the softmax Jacobian ``diag(w) - w wᵀ``, which vanishes as the weights saturate."""
 
 from __future__ import annotations
 
@@ -47,20 +39,9 @@ def _check_weights(weights: object, dim: int) -> Tensor:
 
 
 def attention_entropy(weights: Tensor, dim: int = -1) -> Tensor:
-    """Shannon entropy, in nats, of each attention distribution along ``dim``.
+    """Entropy in nats of each distribution along ``dim``: ``(..., T, S) -> (..., T)``.
 
-    Uses the convention ``0 · log 0 = 0``, so keys with zero weight (masked keys) add nothing
-    and a fully masked row (all zeros) has entropy 0.
-
-    Args:
-        weights: attention weights of any shape, e.g. ``(..., T, S)``; every slice along
-            ``dim`` is non-negative and sums to 1 (or is all zero).
-        dim: the dimension that holds the keys.
-
-    Returns:
-        The entropies, shaped like ``weights`` without ``dim`` (``(..., T)`` for the default).
-        They lie between 0 (one-hot) and ``log S`` (uniform over ``S`` keys).
-    """
+    ``0 log 0 = 0``: masked keys add nothing, and an all-zero row has entropy 0."""
     dim = validation.check_int("dim", dim)
     w = _check_weights(weights, dim)
     # log(1) = 0 stands in for log(0) where w = 0: 0 * log 0 would be 0 * -inf = NaN.
@@ -69,25 +50,10 @@ def attention_entropy(weights: Tensor, dim: int = -1) -> Tensor:
 
 
 def softmax_jacobian(weights: Tensor) -> Tensor:
-    """Jacobian of softmax along the last dimension, computed from its output.
+    """``(..., n) -> (..., n, n)``: ``J[..., i, j] = dw_i/ds_j = w_i (δ_ij - w_j)``.
 
-    With scores ``s`` and weights ``w = softmax(s)`` (chapter 5's letters),
-    ``∂w_i/∂s_j = w_i (δ_ij - w_j)``, that is ``diag(w) - w wᵀ``. It depends on ``s`` only
-    through ``w``, which is why the weights are the argument.
-
-    The diagonal ``w_i (1 - w_i)`` is computed as ``w_i · Σ_{j≠i} w_j``. The two are equal
-    when the weights sum to 1, but ``1 - w_i`` cancels catastrophically when ``w_i`` is within
-    rounding of 1: in float64, ``softmax([0, -40])`` has ``w_0 == 1.0`` exactly, so ``1 - w_0``
-    is 0 although ``w_1 ≈ 4e-18`` is not. The sum of the other weights keeps every digit.
-
-    Args:
-        weights: softmax outputs ``w`` of shape ``(..., n)``; each last-dimension slice is
-            non-negative and sums to 1 (or is all zero, which gives a zero Jacobian).
-
-    Returns:
-        ``(..., n, n)`` tensor ``J`` with ``J[..., i, j] = ∂w_i/∂s_j``. It is symmetric and its
-        rows and columns sum to 0.
-    """
+    The diagonal uses the sum of the other weights instead of ``1 - w_i``, which cancels when
+    ``w_i`` rounds to 1 (in float64, ``softmax([0, -40])`` has ``w_0 == 1.0``)."""
     w = _check_weights(weights, -1)
     n = w.shape[-1]
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=w.device)  # (n, n)

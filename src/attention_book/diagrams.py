@@ -1,11 +1,8 @@
 """Block diagrams of attention and the Transformer, drawn by code so that they stay consistent.
 
-Each public function returns a matplotlib Figure; the caller shows it with ``plt.show()``. A
-figure is drawn on one invisible axes whose data units are inches, so a box of width 0.8 is
-0.8 inches wide on the page. One colour stands for one kind of block in every diagram
-(:data:`COLOURS`): attention orange, feed-forward blue, LayerNorm yellow, embedding pink, learned
-linear maps lavender, softmax green, tensors white and fixed operations grey.
-"""
+Each public function returns a Figure drawn on one invisible axes in inches. One colour per
+kind of block (:data:`COLOURS`): attention orange, feed-forward blue, LayerNorm yellow,
+embedding pink, learned maps lavender, softmax green, tensors white, fixed operations grey."""
 
 from __future__ import annotations
 
@@ -101,19 +98,8 @@ def _box(
     kind: str,
     sub: str | None = None,
 ) -> _Box:
-    """Draw a rounded box centred at ``(x, y)`` with a label and an optional second line.
-
-    Args:
-        ax: the diagram's axes (units: inches).
-        x, y: the centre.
-        w, h: width and height.
-        label: the main text (matplotlib math text allowed), at :data:`LABEL_PT`.
-        kind: a key of :data:`COLOURS`.
-        sub: a second, smaller line under the label, e.g. a shape.
-
-    Returns:
-        The box's position, for attaching arrows.
-    """
+    """Draw a rounded box of ``kind`` (:data:`COLOURS`) centred at ``(x, y)``, with ``label``
+    and an optional smaller ``sub`` line; return its position for arrows."""
     face, edge = COLOURS[kind]
     pad = 0.04
     ax.add_patch(
@@ -215,22 +201,12 @@ def _bracket(ax: Axes, x0: float, x1: float, y: float, text: str, color: str = _
 
 
 def qkv_flow() -> Figure:
-    """Draw single-head attention from the token matrix X to the output, with every shape.
+    """Single-head attention from X to the output, with every shape (6.5 x 3.75 in).
 
-    X is projected by W_Q, W_K and W_V into Q, K and V; Q Kᵀ, scaled by 1/√d_k and put through a
-    row-wise softmax, gives the weights A; A V is the output. The value path runs apart from the
-    score path, so the figure shows that W_V never enters the weights of the same layer.
-
-    Suggested alt text: "Block diagram of scaled dot-product attention. The token matrix X,
-    T by D, feeds three learned projections W_Q, W_K and W_V, giving Q (T by d_k), K (S by d_k)
-    and V (S by d_v). Q and K meet in the product Q K-transpose, T by S, which is scaled by one
-    over the square root of d_k and passed through a softmax over each row, giving the weights
-    A, T by S, whose rows sum to 1. A multiplies V to give the output, T by d_v. V travels on
-    its own path below, so W_V does not enter the weights. A note says that in self-attention
-    the keys and values come from the same X as the queries, so S = T."
-
-    Returns:
-        The figure (6.5 x 3.75 inches).
+    Suggested alt text: "Block diagram of scaled dot-product attention: X (T by D) is projected
+    by W_Q, W_K and W_V into Q, K and V; Q K-transpose, scaled by one over root d_k and
+    softmaxed by row, gives the weights A (T by S), which multiply V. V travels on its own path,
+    so W_V does not enter the weights."
     """
     fig, ax = _canvas(6.5, 3.75, "Attention: from X to the output")
     y_q, y_k, y_v, y_s = 2.9, 1.9, 0.75, 2.4
@@ -297,25 +273,12 @@ def _head_labels(num_heads: int) -> list[str]:
 
 
 def multi_head(num_heads: int = 4) -> Figure:
-    """Draw multi-head attention: project, split into heads, attend in parallel, concat, W_O.
+    """Multi-head attention: project, split into ``num_heads`` heads, attend, concat, W_O (6.5 x
+    4.6 in). Above four heads, heads 1, 2 and H are drawn with an ellipsis.
 
-    Args:
-        num_heads: H, the number of heads drawn (1 to :data:`MAX_HEADS`; above four, the
-            figure draws heads 1, 2 and H with an ellipsis between).
-
-    Suggested alt text (for H = 4): "Block diagram of multi-head attention, read from bottom
-    to top. The input X of shape (B, T, D) goes through three learned projections W_Q, W_K and
-    W_V, each keeping the shape (B, T, D). The results are split into H = 4 heads of width
-    d_k = D / H, shape (B, H, T, d_k). Four attention heads run side by side, each computing
-    softmax of Q K-transpose over the square root of d_k, times V. Their outputs are
-    concatenated back to (B, T, D) and mixed by the output projection W_O, giving the output
-    of shape (B, T, D)."
-
-    Returns:
-        The figure (6.5 x 4.6 inches).
-
-    Raises:
-        ValueError: if ``num_heads`` is not an int from 1 to :data:`MAX_HEADS`.
+    Suggested alt text (H = 4): "Block diagram of multi-head attention, bottom to top: X
+    (B, T, D) goes through W_Q, W_K and W_V, is split into 4 heads of width d_k = D / H, the heads
+    attend side by side, and their outputs are concatenated back to (B, T, D) and mixed by W_O."
     """
     num_heads = validation.check_int("num_heads", num_heads, minimum=1)
     if num_heads > MAX_HEADS:
@@ -366,22 +329,12 @@ def multi_head(num_heads: int = 4) -> Figure:
 
 
 def post_ln_vs_pre_ln() -> Figure:
-    """Draw the two residual blocks: post-LN (the paper's) and pre-LN (GPT-2's and most since).
+    """Post-LN, LayerNorm(x + Sublayer(x)), beside pre-LN, x + Sublayer(LayerNorm(x)) (6.5 x 4.6).
 
-    Post-LN computes LayerNorm(x + Sublayer(x)); pre-LN computes x + Sublayer(LayerNorm(x)),
-    so the residual path from input to output never passes a LayerNorm, and a pre-LN stack
-    ends with one final LayerNorm.
-
-    Suggested alt text: "Two residual blocks side by side, read from bottom to top. Left,
-    post-LN: the input x goes through the sub-layer (attention or feed-forward), is added to
-    x by the residual connection, and the sum goes through LayerNorm; the block computes
-    LayerNorm(x + Sublayer(x)), is repeated N times, and needs no final LayerNorm. Right,
-    pre-LN: x goes through LayerNorm first, then the sub-layer, and the result is added to the
-    untouched x; the block computes x + Sublayer(LayerNorm(x)), is repeated N times, and the
-    stack ends with one final LayerNorm."
-
-    Returns:
-        The figure (6.5 x 4.6 inches).
+    Suggested alt text: "Two residual blocks, bottom to top. Left, post-LN: the sub-layer's
+    output is added to x and the sum goes through LayerNorm. Right, pre-LN: LayerNorm comes
+    first, its sub-layer output is added to the untouched x, and the stack ends with one final
+    LayerNorm."
     """
     fig, ax = _canvas(6.5, 4.6, "Where the LayerNorm goes")
     y_x, y_frame0, y_frame1, y_final, y_out = 0.62, 1.04, 3.24, 3.62, 4.04
@@ -431,21 +384,13 @@ def post_ln_vs_pre_ln() -> Figure:
 
 
 def encoder_decoder() -> Figure:
-    """Draw the encoder-decoder Transformer: encoder stack, memory, decoder stack, next tokens.
+    """The encoder-decoder Transformer: encoder, memory, decoder, next tokens (6.5 x 5.5 in).
 
-    Suggested alt text: "Block diagram of the encoder-decoder Transformer, read from bottom to
-    top. Left, the encoder: the source tokens x_1 to x_S are embedded, the positional encoding
-    is added, and N encoder layers each apply self-attention and a feed-forward network; the
-    encoder's output is the memory, of shape (B, S, D). Right, the decoder: the target shifted
-    right, starting with <bos> followed by y_1, y_2 and so on, is embedded and the positional
-    encoding added; N decoder layers each apply causal self-attention, cross-attention whose
-    keys and values come from the memory, and a feed-forward network. A linear layer and a
-    softmax turn the result into a distribution over the vocabulary for each position, and the
-    model is trained to predict the next tokens y_1, y_2, ..., <eos>. Every sub-layer sits in
-    a residual block with LayerNorm."
-
-    Returns:
-        The figure (6.5 x 5.5 inches).
+    Suggested alt text: "Block diagram of the encoder-decoder Transformer, bottom to top. Left,
+    N encoder layers of self-attention and feed-forward turn the embedded source into the memory
+    (B, S, D). Right, N decoder layers of causal self-attention, cross-attention to the memory
+    and feed-forward read the shifted target; a linear layer and a softmax predict the next
+    tokens. Every sub-layer sits in a residual block with LayerNorm."
     """
     fig, ax = _canvas(6.5, 5.5, "The encoder-decoder Transformer")
     enc_x, dec_x, box_h = 1.75, 4.5, 0.38
@@ -531,28 +476,11 @@ def _check_tokens(tokens: Sequence[str]) -> list[str]:
 
 
 def recurrence_vs_attention(num_tokens: int = 5) -> Figure:
-    """Draw an unrolled RNN above one self-attention layer, with their path lengths.
+    """An unrolled RNN above one self-attention layer, with path lengths (6.5 x 4.4 in).
 
-    In the RNN, x_1 reaches the last state h_n only through n - 1 recurrent steps, and the n
-    states are computed one after another. In self-attention every output y_j is connected to
-    every input x_i by one step, and all outputs are computed at once.
-
-    Args:
-        num_tokens: n, the number of tokens drawn (2 to :data:`MAX_TOKENS`).
-
-    Suggested alt text (for n = 5): "Two diagrams, one above the other. Above, an unrolled
-    recurrent network: inputs x_1 to x_5 each feed a hidden state h_1 to h_5, and each state
-    feeds the next, so the path from x_1 to h_5 is highlighted through all five states; a note
-    says: 5 sequential steps, path from x_1 to h_5 of length 5. Below, one self-attention layer:
-    every input x_1 to x_5 is joined by a line to every output y_1 to y_5, and the line from x_1
-    to y_5 is highlighted; a note says: 1 step for all outputs at once, path length 1 between
-    any two tokens."
-
-    Returns:
-        The figure (6.5 x 4.4 inches).
-
-    Raises:
-        ValueError: if ``num_tokens`` is not an int from 2 to :data:`MAX_TOKENS`.
+    Suggested alt text (n = 5): "Above, an RNN whose path from x_1 to h_5 runs through five
+    sequential states. Below, self-attention joining every input x_1 to x_5 to every output
+    y_1 to y_5 in one step, the line from x_1 to y_5 highlighted: path length 1."
     """
     n = validation.check_int("num_tokens", num_tokens, minimum=2)
     if n > MAX_TOKENS:
@@ -603,28 +531,12 @@ def recurrence_vs_attention(num_tokens: int = 5) -> Figure:
 def score_grid(
     tokens: Sequence[str] = ("She", "went", "to", "the", "market"), row: int = 1
 ) -> Figure:
-    """Draw the score matrix QKᵀ as a grid: one row per query, one column per key.
+    """The score matrix Q Kᵀ as a grid, with the softmax row of query ``row`` highlighted (6.5 x
+    3.9 in).
 
-    Cell (t, s) holds q_t · k_s. The row of query ``row`` is highlighted: it holds all the
-    scores of that query, and the softmax runs along it.
-
-    Args:
-        tokens: the T = S words of the sentence (2 to :data:`MAX_TOKENS`).
-        row: the index of the query whose row is highlighted.
-
-    Suggested alt text (for "She went to the market"): "A five by five grid, the score matrix
-    Q K-transpose of the sentence 'She went to the market'. The rows are the queries q_1 to
-    q_5, one per word; the columns are the keys k_1 to k_5 of the same words. Each cell holds
-    the dot product q_t dot k_s. The row of 'went' is highlighted, and notes say that a row
-    holds the scores of one query against every key, that the softmax runs along each row, and
-    that the grid is T by S, 25 dot products in one matrix product of Q (T by d_k) and
-    K-transpose (d_k by S)."
-
-    Returns:
-        The figure (6.5 x 3.9 inches).
-
-    Raises:
-        ValueError: for fewer than 2 or more than :data:`MAX_TOKENS` tokens, or a bad ``row``.
+    Suggested alt text: "A five by five grid, the scores Q K-transpose of 'She went to the
+    market': rows are queries, columns keys, each cell q_t dot k_s. The row of 'went' is
+    highlighted; notes say the softmax runs along each row and the grid is one matrix product."
     """
     tokens = _check_tokens(tokens)
     n = len(tokens)
@@ -671,20 +583,11 @@ def score_grid(
 
 
 def mask_broadcast() -> Figure:
-    """Draw how a (B, 1, S) key mask broadcasts over the T queries of the (B, T, S) scores.
+    """How a (B, 1, S) key mask broadcasts over the queries of (B, T, S) scores (6.5 x 4.9 in).
 
-    Two sentences of S = 6 slots, the second one padded: each has one mask row, which
-    broadcasting repeats for every query, so the pad's column is masked in every row.
-
-    Suggested alt text: "For each of two sentences, a mask row of six cells, 1 for a real token
-    and 0 for a pad, with shape (B, 1, S). An arrow labelled 'repeated for every query' leads
-    to a six by six grid of scores (B, T, S), one row per query. In the first sentence every
-    cell is kept. In the second sentence, whose last slot is a pad, the whole last column is
-    masked: no query attends to the pad, whose weight is 0. A note says that a (B, S) mask
-    would be read as (1, B, S), putting the sentence axis on the query axis."
-
-    Returns:
-        The figure (6.5 x 4.9 inches).
+    Suggested alt text: "For two sentences, a mask row of six cells (0 for a pad) is repeated for
+    every query into a six by six grid of scores; in the padded sentence the whole last column
+    is masked. A note says a (B, S) mask would put the sentence axis on the query axis."
     """
     fig, ax = _canvas(6.5, 4.9, "A $(B, 1, S)$ key mask broadcast to $(B, T, S)$")
     size, n = 0.24, 6
@@ -757,14 +660,7 @@ def _check_weights(weights: object, n: int) -> torch.Tensor:
 
 
 def convex_hull(points: torch.Tensor) -> torch.Tensor:
-    """The corners of the convex hull of 2-D points, counter-clockwise (monotone chain).
-
-    Args:
-        points: (N, 2).
-
-    Returns:
-        (M, 2), the corners in order, without repeating the first; M <= N.
-    """
+    """The ``(M, 2)`` corners of the hull of ``points (N, 2)``, counter-clockwise."""
     pts = sorted({(float(x), float(y)) for x, y in _check_points("points", points).tolist()})
     if len(pts) < 3:
         return torch.tensor(pts, dtype=torch.float64)
@@ -823,10 +719,7 @@ def _draw_combination(
 def _frame_axes(
     ax: Axes, points: torch.Tensor, xlabel: str, ylabel: str, title: str, room: float = 0.6
 ) -> None:
-    """Equal aspect, a margin round ``points`` and the origin, labels and a light grid.
-
-    ``room`` widens the right margin (in data units) for the labels written there.
-    """
+    """Equal aspect, a margin round ``points`` and the origin (``room``: more on the right)."""
     lo = torch.minimum(points.min(dim=0).values, torch.zeros(2)) - 0.5
     hi = points.max(dim=0).values + 0.5
     hi[0] += room
@@ -847,25 +740,11 @@ def weighted_average_in_hull(
     ylabel: str = "coordinate 2",
     title: str = "A weighted average lies inside the convex hull",
 ) -> Figure:
-    """Draw 2-D points, their convex hull (shaded) and their weighted average (a star).
+    """``points (N, 2)``, their hull and their ``weights (N,)`` average, a star (6.4 x 4.2 in).
 
-    Whatever non-negative weights summing to 1 are used, the average lies in the hull: this is
-    what makes an attention output a blend of the values and never something outside them.
-
-    Args:
-        points: (N, 2) the vectors averaged.
-        weights: (N,) non-negative, summing to 1.
-        labels: N names, written next to the points with their weights.
-        xlabel, ylabel, title: the axes' labels and title.
-
-    Suggested alt text: "Points in the plane, each labelled with its name and weight, with the
-    polygon that encloses them shaded; a star marks the weighted average, inside the polygon."
-
-    Returns:
-        The figure (6.4 x 4.2 inches).
-
-    Raises:
-        ValueError: for points not of shape (N, 2), bad weights or a wrong number of labels.
+    Any weights summing to 1 put the average in the hull: an attention output is a blend of the
+    values. Suggested alt text: "Labelled, weighted points with the polygon enclosing them
+    shaded; a star marks the weighted average, inside the polygon."
     """
     pts = _check_points("points", points)
     w = _check_weights(weights, len(pts))
@@ -881,29 +760,12 @@ def weighted_average_in_hull(
 def query_key_value_vectors(
     query: object, keys: object, values: object, weights: object, labels: Sequence[str]
 ) -> Figure:
-    """Draw a small 2-D attention step: the query and keys above, the values and output below.
+    """A 2-D attention step (6.8 x 3.9 in): left, the ``query (2,)`` and ``keys (S, 2)`` with their
+    scores; right, ``values (S, 2)``, their hull and the output under ``weights (S,)``.
 
-    Left: the query and the keys as arrows from the origin; each key's score is its dot product
-    with the query (dotted: its shadow on the query). Right: the values, their convex hull, and
-    the output, the weighted average of the values under the attention weights.
-
-    Args:
-        query: (2,), the query vector.
-        keys: (S, 2), one key per word.
-        values: (S, 2), one value per word.
-        weights: (S,), the attention weights (non-negative, summing to 1).
-        labels: S words.
-
-    Suggested alt text: "Two panels. Left, the query of 'it' and the keys of the other words
-    drawn as arrows from the origin, each key labelled with its score, its dot product with the
-    query. Right, the values of the same words with the triangle they span shaded, each labelled
-    with its weight, and a star for the output, their weighted average, inside the triangle."
-
-    Returns:
-        The figure (6.8 x 3.9 inches).
-
-    Raises:
-        ValueError: for vectors of the wrong shape, bad weights or a wrong number of labels.
+    Suggested alt text: "Left, the query of 'it' and the keys as arrows, each key labelled with
+    its score. Right, the values with the triangle they span shaded, each labelled with its
+    weight, and a star for their weighted average, inside the triangle."
     """
     q = _check_points("query", query, dims=1)
     k = _check_points("keys", keys)

@@ -1,21 +1,7 @@
-"""Attention across processes: a launcher, head (tensor) parallelism and ring attention.
-
-Everything runs on one CPU machine with ``torch.distributed``'s gloo backend on 127.0.0.1, so
-each distributed computation can be checked against the same computation in one process.
-
-* :func:`launch` runs a function in ``world_size`` processes of one process group and returns
-  what each rank returned.
-* :func:`shard_heads` gives one rank its share of a multi-head attention's heads (Shoeybi et
-  al., 2019, section 3): rows of W_Q, W_K, W_V and the matching columns of W_O, so that the sum
-  of the ranks' outputs (an all-reduce) is the whole module's output.
-* :func:`ring_attention` attends from one chunk of a sequence to all of it while each rank holds
-  only its own chunk of keys and values; the chunks travel round a ring of processes and are
-  merged with the online softmax of :mod:`attention_book.efficient` (Liu et al., 2023).
-
-The per-rank functions that the book's chapter runs (``*_worker``) live here too: a process
-started by :func:`launch` imports its function by name, which a function defined in a notebook
-cannot offer.
-"""
+"""Attention across processes, on one machine with gloo on 127.0.0.1: :func:`launch`, head
+parallelism (:func:`shard_heads`, Shoeybi et al., 2019) and :func:`ring_attention` (Liu et
+al., 2023). The chapter's per-rank ``*_worker`` functions live here, because a process
+started by :func:`launch` imports its function by name."""
 
 from __future__ import annotations
 
@@ -46,10 +32,7 @@ HOST = "127.0.0.1"
 
 
 class RankError(RuntimeError):
-    """A rank started by :func:`launch` raised; ``rank`` names it, the message holds its traceback.
-
-    The rank's own exception, when it could be sent back, is the ``__cause__``.
-    """
+    """A rank of :func:`launch` raised; ``rank`` names it, the message holds its traceback."""
 
     def __init__(self, message: str, rank: int) -> None:
         super().__init__(message)
@@ -165,33 +148,12 @@ def launch(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     **kwargs: Any,
 ) -> list:
-    """Run ``fn(rank, world_size, *args, **kwargs)`` in ``world_size`` processes; gather results.
+    """``[fn(0, world_size, ...), fn(1, ...), ...]``: ``fn`` run in ``world_size`` processes.
 
-    The processes form one gloo process group on 127.0.0.1; its rendezvous (a TCP store held by
-    the caller) listens on a free port that the operating system picks. Each process uses one
-    PyTorch thread. The ranks are forked from a server process that imports torch once
-    (multiprocessing's forkserver; spawn where there is none), so only the first call pays
-    for the import. As with any such start method, a script that calls ``launch`` does so under
-    ``if __name__ == "__main__":``, since the new processes import the script again.
-
-    Args:
-        fn: a function importable by module and name (a top-level function of a .py file).
-        world_size: the number of processes, a positive int.
-        *args, **kwargs: passed on to ``fn``; they, and what ``fn`` returns, must pickle.
-        timeout_s: launch's own keyword (not passed to ``fn``): seconds to wait for every rank,
-            after which all are stopped and TimeoutError is raised. Collectives inside ``fn``
-            also give up after this long.
-
-    Returns:
-        ``[fn(0, ...), fn(1, ...), ...]``, the ranks' return values in rank order.
-
-    Raises:
-        RankError: a rank raised; the message names the rank and holds its traceback. The
-            other ranks are stopped.
-        TimeoutError: the ranks did not all finish within ``timeout_s`` (a hang, such as a
-            collective that not every rank calls).
-        TypeError: ``fn`` cannot be imported by a new process.
-    """
+    The ranks form one gloo group on 127.0.0.1 (a free port), one thread each, forked from a
+    forkserver that imports torch once; call it under ``if __name__ == "__main__":``. ``args``,
+    ``kwargs`` and results must pickle. After ``timeout_s`` every rank is stopped and
+    TimeoutError raised; a rank that raises gives a :class:`RankError`."""
     target = _importable_name(fn)
     world_size = validation.check_positive_int("world_size", world_size)
     timeout_s = validation.check_float("timeout_s", timeout_s)
@@ -290,11 +252,7 @@ def _stop(procs: list, grace_s: float) -> None:
 
 @contextlib.contextmanager
 def counting_sends() -> Iterator[list[int]]:
-    """Count the bytes this process sends point to point inside the block.
-
-    Wraps ``torch.distributed.send`` and ``isend`` for the block's duration and yields a list to
-    which the size in bytes of every tensor sent is appended.
-    """
+    """Yield a list that collects the bytes of every point-to-point send inside the block."""
     sent: list[int] = []
     originals = dist.send, dist.isend
 
@@ -317,20 +275,15 @@ def counting_sends() -> Iterator[list[int]]:
 # --------------------------------------------------------------------------------------------
 
 
-class HeadShard(nn.Module):
-    """One rank's heads of a :class:`~attention_book.multihead.MultiHeadAttention`.
-
-    ``w_q``, ``w_k``, ``w_v`` map D to this rank's ``num_heads * d_k`` features; ``w_o`` maps them
-    back to D. Only rank 0 keeps W_O's bias, so that summing the ranks' outputs adds it once.
-
-    Attributes:
-        heads: the indices of the full module's heads that this shard computes.
-    """
+class HeadShard(multihead.MultiHeadAttention):
+    """One rank's heads of a ``MultiHeadAttention``; only rank 0 keeps W_O's bias. ``heads``: their
+    indices in the full module."""
 
     def __init__(self, mha: nn.Module, rank: int, world_size: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # its projections are slices of mha's, built here
         H, d_k, D = mha.num_heads, mha.d_k, mha.w_o.weight.shape[0]
-        self.num_heads, self.d_k = H // world_size, d_k
+        self.d_model, self.d_k, self.dropout, self.layer_idx = D, d_k, 0.0, 0
+        self.num_heads = self.num_kv_heads = H // world_size
         first = rank * self.num_heads
         self.heads = range(first, first + self.num_heads)
         rows = slice(first * d_k, (first + self.num_heads) * d_k)  # this rank's features
@@ -350,12 +303,6 @@ class HeadShard(nn.Module):
             if self.w_o.bias is not None:
                 self.w_o.bias.copy_(mha.w_o.bias)
 
-    def _split(self, x: Tensor) -> Tensor:
-        B, L, _ = x.shape
-        return x.view(B, L, self.num_heads, self.d_k).transpose(
-            1, 2
-        )  # (B, L, H_r d_k) -> (B, H_r, L, d_k)
-
     def forward(
         self,
         query: Tensor,
@@ -364,55 +311,23 @@ class HeadShard(nn.Module):
         mask: Tensor | None = None,
         rope: object = None,
     ) -> Tensor:
-        """This rank's part of the output: its heads, through its columns of W_O.
-
-        Args:
-            query: ``(B, T, D)``; key, value: ``(B, S, D)``.
-            mask: bool, True = may attend: ``(T, S)`` or ``(B, 1, T, S)`` (one mask for all heads).
-            rope: not supported; anything but None raises ValueError.
-
-        Returns:
-            ``(B, T, D)``; the sum over all ranks equals the full module's output.
-        """
+        """This rank's part ``(B, T, D)`` of the output; the ranks' parts sum to the whole."""
         if rope is not None:
             raise ValueError("a head shard does not apply rotary position embeddings (rope)")
-        D = self.w_q.in_features
-        for name, x in (("query", query), ("key", key), ("value", value)):
-            if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != D:
-                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ValueError(f"{name} must be (B, len, D={D}), got {got}")
-        if mask is not None and mask.dim() == 4 and mask.shape[1] != 1:
+        if isinstance(mask, Tensor) and mask.dim() == 4 and mask.shape[1] != 1:
             raise ValueError(
                 f"a head shard takes one mask for all heads, (T, S) or (B, 1, T, S); got "
                 f"{tuple(mask.shape)}"
             )
-        B, T, _ = query.shape
-        q = self._split(self.w_q(query))  # (B, T, D) -> (B, H_r, T, d_k)
-        k = self._split(self.w_k(key))  # (B, S, D) -> (B, H_r, S, d_k)
-        v = self._split(self.w_v(value))  # (B, S, D) -> (B, H_r, S, d_k)
-        heads, _ = attention.scaled_dot_product_attention(q, k, v, mask)  # (B, H_r, T, d_k)
-        concat = heads.transpose(1, 2).reshape(B, T, -1)  # (B, H_r, T, d_k) -> (B, T, H_r d_k)
-        return self.w_o(concat)  # (B, T, H_r d_k) -> (B, T, D)
+        return super().forward(query, key, value, mask, need_weights=True)[0]  # (B, T, D)
 
 
 def shard_heads(mha: nn.Module, rank: int, world_size: int) -> nn.Module:
-    """The heads of ``mha`` that rank ``rank`` of ``world_size`` computes (Megatron-LM).
+    """The heads of ``mha`` that ``rank`` of ``world_size`` computes (Megatron-LM), as a copy.
 
-    Head h uses rows ``h d_k .. (h + 1) d_k`` of W_Q, W_K and W_V and the same columns of W_O,
-    so ``Concat(heads) W_O`` is a sum over heads; each rank computes the sum over its own
-    heads, and an all-reduce adds the ranks' sums.
-
-    Args:
-        mha: a :class:`~attention_book.multihead.MultiHeadAttention` whose ``num_heads`` is a
-            multiple of ``world_size``, with as many key-value heads as query heads and no
-            rotary embedding.
-        rank: this process's index, ``0 <= rank < world_size``.
-        world_size: the number of ranks that share the heads.
-
-    Returns:
-        A :class:`HeadShard` (a copy: training it leaves ``mha`` unchanged); called as
-        ``shard(query, key, value, mask)``, it returns ``(B, T, D)``.
-    """
+    Head h uses rows ``h d_k .. (h + 1) d_k`` of W_Q, W_K, W_V and the same columns of W_O, so
+    ``Concat(heads) W_O`` is a sum over heads that an all-reduce completes. ``mha`` needs a
+    ``num_heads`` divisible by ``world_size`` and no grouped keys."""
     if not isinstance(mha, multihead.MultiHeadAttention):
         raise TypeError(
             f"shard_heads takes a multihead.MultiHeadAttention, got {type(mha).__name__}"
@@ -478,32 +393,12 @@ def _shape_code(q: object, k: object, v: object) -> tuple[list[int], Exception |
 def ring_attention(
     q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, group: Any = None
 ) -> Tensor:
-    """Rank r's chunk of attention over a sequence whose chunks are spread over the ranks.
+    """Rank r's rows ``(B, H, T_r, d_v)`` of attention over a sequence chunked across the ranks.
 
-    Called by every rank of ``group`` at once. Rank r holds chunk r of the sequence, in rank
-    order. In W - 1 steps every rank passes the keys and values it holds to rank r + 1 and
-    receives those of rank r - 1 (mod W), while it folds the block it holds into a running
-    softmax (running maximum, sum of exponentials and weighted sum of values, as in
-    :func:`attention_book.efficient.blockwise_attention`). No rank ever holds more than two
-    chunks of keys and values, or one ``(T_r, S_j)`` block of scores per head.
-
-    Args:
-        q: ``(B, H, T_r, d_k)``, the queries of this rank's chunk.
-        k: ``(B, H, S_r, d_k)``, v: ``(B, H, S_r, d_v)``, this rank's keys and values.
-            B, H, d_k, d_v and the dtype must agree across ranks; the lengths may differ
-            unless ``causal``.
-        causal: query i attends to keys 0..i of the whole sequence; needs T_r = S_r, the same
-            on every rank. Blocks from later ranks are skipped (but passed on).
-        group: the process group; None means the default (whole) group.
-
-    Returns:
-        ``(B, H, T_r, d_v)``: this rank's rows of ``softmax(q kᵀ / √d_k) v`` over the
-        concatenated sequence.
-
-    Raises:
-        ValueError, TypeError: on every rank, if any rank's inputs are bad or do not fit
-        together (so no rank is left waiting).
-    """
+    Called by every rank at once, with its chunk's ``q (B, H, T_r, d_k)``, ``k`` and ``v``. In
+    W - 1 steps each rank passes its keys and values to rank r + 1 and folds what it holds into
+    an online softmax, as :func:`attention_book.efficient.blockwise_attention` does. With
+    ``causal`` (equal chunks), later blocks are skipped. Bad inputs raise on every rank."""
     if not isinstance(causal, bool):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
     rank, W = dist.get_rank(group), dist.get_world_size(group)
@@ -606,9 +501,8 @@ def collectives_worker(rank: int, world_size: int) -> dict[str, list]:
 
 
 def _train_gpt(model: nn.Module, inputs: Tensor, labels: Tensor, steps: int, lr: float) -> None:
-    """Plain SGD on one batch. Not AdamW: Adam divides by the root of the squared gradient, so a
-    gradient that is zero up to rounding (W_K's bias: adding one number to every score of a row
-    changes no weight) gets steps of size lr whose sign the last bits decide, in any two runs."""
+    """Plain SGD on one batch; Adam would divide near-zero gradients (W_K's bias) by their own size,
+    so their signs, decided by the last bits, would change the steps."""
     loss_fn = lambda m, step: gpt.lm_loss(m, inputs, labels)  # the same batch every step
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     train.fit(model, loss_fn, steps, optimizer=optimizer, progress=False)
@@ -642,15 +536,8 @@ def ddp_worker(
     lr: float,
     seed: int = 0,
 ) -> tuple[dict[str, Tensor], int]:
-    """Data parallelism: train the GPT of :func:`train_gpt` with DistributedDataParallel.
-
-    Rank r takes rows ``r N / W .. (r + 1) N / W`` of the batch; DDP averages the gradients
-    over the ranks after every backward pass, so every rank takes the same optimiser step.
-
-    Returns:
-        ``(parameters, bytes)``: the trained parameters and the gradient bytes this rank
-        all-reduced per step.
-    """
+    """Train the GPT of :func:`train_gpt` with DDP on this rank's rows of the batch; return its
+    parameters and the gradient bytes it all-reduced per step."""
     torch.manual_seed(seed)
     model = gpt.GPT(config)
     ddp = nn.parallel.DistributedDataParallel(model)
@@ -666,12 +553,7 @@ def ddp_worker(
 def heads_worker(
     rank: int, world_size: int, mha: nn.Module, x: Tensor, mask: Tensor | None = None
 ) -> tuple[Tensor, int]:
-    """Head parallelism: this rank's heads of ``mha`` on ``x``, then an all-reduce.
-
-    Returns:
-        ``(output, bytes)``: the all-reduced ``(B, T, D)`` output, and the size of the partial
-        output that this rank contributed to the all-reduce.
-    """
+    """``(output (B, T, D), bytes)``: this rank's heads of ``mha`` on ``x``, all-reduced."""
     shard = shard_heads(mha, rank, world_size)
     with torch.no_grad():
         out = shard(x, x, x, mask)  # (B, T, D), this rank's part of the sum
@@ -688,12 +570,7 @@ def ring_worker(
     causal: bool = False,
     memory: bool = False,
 ) -> tuple[Tensor, int, int | None]:
-    """Sequence parallelism: this rank's chunk of ``q, k, v`` (split on T), through the ring.
-
-    Returns:
-        ``(output, bytes, peak)``: this rank's chunk of the output, the bytes it sent, and with
-        ``memory`` the peak tensor memory of its ring_attention call (else None).
-    """
+    """``(output, bytes sent, peak memory or None)``: this rank's chunk through the ring."""
     q, k, v = (t.chunk(world_size, dim=-2)[rank].contiguous() for t in (q, k, v))  # (B, H, T/W, d)
     outputs = []
     run = lambda: outputs.append(ring_attention(q, k, v, causal=causal))

@@ -1,11 +1,6 @@
-"""Exact attention without the (T, S) matrix: the tiled, online-softmax idea of FlashAttention.
-
-Plain attention materialises every score, T x S numbers per head. Cutting the queries and the keys
-into blocks, and keeping for every query a running maximum, a running sum of exponentials and a
-running weighted sum of values, gives the same output while holding one (block, block) tile of
-scores at a time (Milakov and Gimelshein, 2018; Dao et al., 2022). With a causal mask, the tiles
-that lie entirely above the diagonal are skipped, which halves the arithmetic.
-"""
+"""Exact attention without the (T, S) matrix: FlashAttention's tiles and online softmax
+(Milakov and Gimelshein, 2018; Dao et al., 2022). Causal tiles above the diagonal are
+skipped."""
 
 from __future__ import annotations
 
@@ -26,23 +21,12 @@ def blockwise_attention(
     causal: bool = False,
     block_size: int = 64,
 ) -> Tensor:
-    """Scaled dot-product attention computed tile by tile with an online softmax.
+    """Attention tile by tile: ``q (..., T, d_k)``, ``k (..., S, d_k)``, ``v (..., S, d_v)`` ->
+    ``(..., T, d_v)``.
 
-    Args:
-        q: ``(..., T, d_k)``; k: ``(..., S, d_k)``; v: ``(..., S, d_v)``.
-        mask: bool, broadcastable to ``(..., T, S)``; True means "may attend".
-        causal: query t may attend to keys 0..t only (the top-left-aligned causal mask of
-            ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``), combined with
-            ``mask`` if both are given. Each tile's mask is built on the fly and tiles above the
-            diagonal are skipped, so nothing of size T x S is ever allocated.
-        block_size: queries and keys per tile, a positive int.
-
-    Returns:
-        ``(..., T, d_v)``, equal to ``attention.scaled_dot_product_attention(q, k, v, m)[0]`` with
-        ``m`` the combined mask; a query with no allowed key gets a zero output. Raises a
-        ValueError where the explicit version does: an allowed score that is NaN or +inf, or an
-        output that is not finite (NaN or infinite values).
-    """
+    Equals ``attention.scaled_dot_product_attention(q, k, v, m)[0]`` for ``m`` the ``mask``
+    combined with ``causal`` (top-left aligned), without allocating anything of size T x S;
+    raises where the explicit version does."""
     validation.check_attention_inputs(q, k, v, mask)
     validation.check_positive_int("block_size", block_size)
     causal = validation.check_bool("causal", causal)
@@ -100,7 +84,7 @@ def blockwise_attention(
 def attention_matrix_bytes(
     batch: int, num_heads: int, T: int, S: int, bytes_per_element: int = 4
 ) -> int:
-    """Bytes needed to hold the attention weights, B x H x T x S numbers (float32 by default)."""
+    """Bytes of the attention weights, B x H x T x S numbers (float32 by default)."""
     for name, n in (
         ("batch", batch),
         ("num_heads", num_heads),

@@ -1,16 +1,8 @@
-"""An interactive attention-head explorer for a static web page: HTML, inline script, no server.
+"""An attention-head explorer for a static page: HTML, an inline script, no server.
 
-:func:`head_explorer_html` writes the weights of every layer and head of a few sentences into
-one self-contained HTML fragment. Three labelled drop-down lists (usable from the keyboard) pick
-a sentence, a layer and a head; a small inline script (no library, nothing fetched) redraws the
-``(T, T)`` map as an SVG grid in the book's attention colour map. The output is deterministic
-(weights rounded to two decimals), so the same inputs always give the same bytes.
-
-Element ids (fixed, for scripts and browser tests): ``head-explorer`` (the container),
-``head-explorer-sentence``, ``head-explorer-layer``, ``head-explorer-head`` (the three
-``<select>``), ``head-explorer-map`` (the ``<svg>`` that is redrawn; its ``data-state`` attribute
-reads ``"sentence/layer/head"``) and ``head-explorer-caption``.
-"""
+Three ``<select>`` lists (``head-explorer-sentence``, ``-layer``, ``-head``) pick a map that
+the script redraws in ``head-explorer-map``, whose ``data-state`` reads
+``"sentence/layer/head"``. Weights are rounded to two decimals, so the bytes are stable."""
 
 from __future__ import annotations
 
@@ -92,18 +84,9 @@ def head_explorer_html(
     layer: int = 0,
     head: int = 0,
 ) -> str:
-    """A self-contained HTML fragment to browse the attention maps of every layer and head.
+    """The HTML fragment for ``sentences``: label -> ``(tokens, weights (N, H, T, T))``.
 
-    Args:
-        sentences: label -> ``(tokens, weights)``, with T tokens and weights ``(N, H, T, T)``
-            (layer, head, query, key), as returned by ``SentenceEncoder.attention_maps``; every
-            sentence needs the same N and H.
-        layer, head: the map shown first, counted from 0 (the labels of the lists count from
-            0 too, as in the names L4H0 of the text).
-
-    Returns:
-        The HTML, with the weights (rounded to two decimals) in an inline JSON block.
-    """
+    ``layer`` and ``head`` (from 0) pick the map shown first."""
     if not sentences:
         raise ValueError("sentences must hold at least one sentence")
     layer = validation.check_non_negative_int("layer", layer)  # not 1.0, not True

@@ -1,21 +1,9 @@
-"""A decoder-only Transformer (GPT): one sequence in, the next token at every position out.
+"""A decoder-only Transformer (GPT): the encoder layer in pre-LN run with a causal mask.
 
-The block is the encoder layer of :mod:`attention_book.transformer` in its pre-LN wiring
-(``EncoderLayer(..., norm_first=True)``) run with a causal mask: a decoder layer without its
-cross-attention (Radford et al., 2018, 2019). Differences from GPT-2 that keep the book's
-model small and comparable with chapter 11's encoder-decoder: the sinusoidal positional
-encoding (no learned position table, so ``max_len`` costs no parameters) and, because of it,
-embeddings scaled by sqrt(d_model) as in Vaswani et al. (2017), section 3.4.
-
-Weight tying: the token embedding ``E`` (V, D) is also the output layer, ``logits = h E^T``.
-One matrix then has two jobs. As the output layer it should start small, entries of standard
-deviation ``1 / sqrt(D)``, so that a LayerNorm-ed state ``h`` (norm about ``sqrt(D)``) gives
-logits of order 1. As the input table its rows are added to a positional encoding whose entries
-are of order 1. Multiplying the looked-up rows by ``sqrt(D)`` reconciles the two.
-
-The model follows the protocol of :mod:`attention_book.generation`, so ``generation.generate``
-drives it, with or without a key-value cache.
-"""
+Unlike GPT-2, positions are sinusoidal (so ``max_len`` costs no parameters) and embeddings
+are scaled by sqrt(D) (Vaswani et al., 2017, section 3.4). The token embedding is also the
+output layer (weight tying): it starts at std ``1 / sqrt(D)`` so that logits are of order 1,
+and the scale by sqrt(D) brings its rows up to the size of the positional encoding."""
 
 from __future__ import annotations
 
@@ -33,17 +21,7 @@ from attention_book.transformer import EncoderLayer
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Hyperparameters of :class:`GPT`.
-
-    Attributes:
-        vocab_size: V.
-        d_model: D, even (the sinusoidal encoding pairs dimensions).
-        num_heads: H; must divide ``d_model``.
-        num_layers: the number of blocks.
-        d_ff: hidden width of each block's feed-forward network.
-        max_len: the longest sequence the model reads, prompt and generated tokens together.
-        dropout: one probability for the embeddings and inside every block.
-    """
+    """Hyperparameters of :class:`GPT`; ``max_len`` counts prompt and output."""
 
     vocab_size: int
     d_model: int
@@ -62,12 +40,7 @@ class GPTConfig:
 
 
 class GPT(nn.Module):
-    """Token embedding, positional encoding, pre-LN causal blocks, a final LayerNorm, and the
-    tied output layer.
-
-    Args:
-        config: a :class:`GPTConfig`.
-    """
+    """Embeddings, positions, pre-LN causal blocks, a final norm and a tied output layer."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -93,17 +66,7 @@ class GPT(nn.Module):
         nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
 
     def forward(self, ids: Tensor, cache: KVCacheLike | None = None) -> Tensor:
-        """Next-token logits at every position.
-
-        Args:
-            ids: ``(B, T)`` token ids. With a cache, the T tokens that follow the
-                ``cache.length`` positions read before.
-            cache: a :class:`attention_book.generation.KVCache` with ``num_layers`` layers, or
-                None to read ``ids`` from position 0.
-
-        Returns:
-            ``(B, T, V)`` logits; position t depends only on the tokens up to t.
-        """
+        """``ids (B, T)`` -> ``(B, T, V)`` logits; with a cache, after ``cache.length`` tokens."""
         logits, _ = self._run(ids, cache, need_weights=False)
         return logits
 
@@ -126,17 +89,7 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def attention_weights(self, ids: Tensor, cache: KVCacheLike | None = None) -> list[Tensor]:
-        """The self-attention weights of every layer, for plotting.
-
-        The whole forward runs, on the explicit attention path (every product visible).
-
-        Args:
-            ids: ``(B, T)`` token ids; cache: as in :meth:`forward`.
-
-        Returns:
-            One ``(B, H, T, S)`` tensor per layer (S = T without a cache); row t says where
-            position t reads.
-        """
+        """One ``(B, H, T, S)`` tensor per layer, computed explicitly (S = T without a cache)."""
         return self._run(ids, cache, need_weights=True)[1]
 
 
@@ -146,10 +99,8 @@ DATES_NUM_LAYERS = 5
 
 
 def dates_config(recipe: dates.Recipe = dates.RECIPE) -> GPTConfig:
-    """The GPT of chapter 12 for the date task: the width, heads, feed-forward width and dropout
-    of the encoder-decoder ``recipe`` trains, one vocabulary (the source's, which holds the
-    target's characters), :data:`DATES_NUM_LAYERS` blocks and room for ``dates.LM_MAX_LEN``
-    positions (171,200 parameters against the encoder-decoder's 172,942)."""
+    """The GPT of chapter 12 for the dates task: the encoder-decoder recipe's sizes, one vocabulary
+    and :data:`DATES_NUM_LAYERS` blocks (171,200 parameters against 172,942)."""
     if not isinstance(recipe, dates.Recipe):
         raise TypeError(f"recipe must be a dates.Recipe, got {type(recipe).__name__}")
     return GPTConfig(

@@ -1,13 +1,8 @@
-"""Adapters from PyTorch's own modules: the book's equivalent of a ``torch.nn`` attention or
-Transformer layer, with the same weights, so that a chapter can check the two agree.
+"""Adapters from PyTorch's attention and Transformer layers to the book's, with the same weights.
 
-PyTorch packs W_Q, W_K and W_V into one ``in_proj_weight`` of shape ``(3D, D)``; the book keeps
-three projections. The boolean ``attn_mask`` and ``key_padding_mask`` of
-``nn.MultiheadAttention`` and the ``nn.Transformer*`` layers mean the opposite of the book's
-(True = blocked): where the book's mask is ``m``, pass ``~m`` to them. (The boolean ``attn_mask``
-of ``torch.nn.functional.scaled_dot_product_attention`` uses the book's convention, True = may
-attend.) The copies always take batch-first input, whatever PyTorch's ``batch_first``.
-"""
+PyTorch packs W_Q, W_K, W_V into one ``in_proj_weight (3D, D)``, and the bool masks of
+``nn.MultiheadAttention`` and ``nn.Transformer*`` mean True = blocked: pass them ``~mask``.
+The copies are always batch-first."""
 
 from __future__ import annotations
 
@@ -20,23 +15,12 @@ from attention_book.transformer import DecoderLayer, EncoderLayer
 
 
 def from_torch(module: nn.Module) -> nn.Module:
-    """The book's module equivalent to a PyTorch one, in the same training or evaluation mode.
+    """The book's module equal to ``module``, in its training or eval mode.
 
-    Args:
-        module: one of
-
-            * ``nn.MultiheadAttention`` with ``kdim == vdim == embed_dim``, without
-              ``add_bias_kv`` or ``add_zero_attn``: gives a :class:`MultiHeadAttention`;
-            * ``nn.TransformerEncoderLayer``: gives an :class:`EncoderLayer`;
-            * ``nn.TransformerDecoderLayer``: gives a :class:`DecoderLayer`;
-
-            the layers with ReLU or exact GELU and ``bias=True``. ``norm_first``, the
-            LayerNorm ``eps`` and the dropout probability are copied.
-
-    Returns:
-        A module whose forward equals ``module``'s on batch-first inputs; pass
-        ``~key_padding_mask`` reshaped to ``(B, 1, 1, S)`` where PyTorch takes a key padding mask.
-    """
+    ``nn.MultiheadAttention`` (``kdim == vdim == embed_dim``, no ``add_bias_kv`` or
+    ``add_zero_attn``) gives :class:`MultiHeadAttention`; ``nn.TransformerEncoderLayer`` and
+    ``nn.TransformerDecoderLayer`` (ReLU or exact GELU, with biases) give :class:`EncoderLayer`
+    and :class:`DecoderLayer`."""
     if isinstance(module, nn.MultiheadAttention):
         return _attention_from_torch(module)
     if isinstance(module, nn.TransformerEncoderLayer):

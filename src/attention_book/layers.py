@@ -1,9 +1,4 @@
-"""The parts a Transformer block is built from, besides attention: the position-wise
-feed-forward networks (the paper's ReLU or GELU network, and LLaMA's SwiGLU) and RMSNorm.
-
-"Position-wise": the same maps act on every token separately, so the output at a position
-depends only on the input at that position.
-"""
+"""The parts of a block besides attention: position-wise feed-forward networks and RMSNorm."""
 
 from __future__ import annotations
 
@@ -17,15 +12,7 @@ ACTIVATIONS = ("relu", "gelu")
 
 
 class FeedForward(nn.Module):
-    """The position-wise feed-forward network FFN(x) = w_2(act(w_1 x)) (section 3.3).
-
-    Args:
-        d_model: D, the width of inputs and outputs.
-        d_ff: the hidden width (2048 = 4 x 512 in the paper).
-        dropout: dropout on the hidden activations (training only), as in PyTorch and the
-            authors' tensor2tensor code; the paper's text does not mention it.
-        activation: ``"relu"`` (the paper) or ``"gelu"``.
-    """
+    """FFN(x) = w_2(dropout(act(w_1 x))) (section 3.3), act ``"relu"`` or ``"gelu"``."""
 
     def __init__(
         self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"
@@ -41,18 +28,13 @@ class FeedForward(nn.Module):
         self._act = F.relu if activation == "relu" else F.gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(..., D) -> (..., D)``: the network on every position of ``x``."""
+        """``(..., D) -> (..., D)``."""
         hidden = self._act(self.w_1(x))  # (..., D) -> (..., d_ff)
         return self.w_2(self.dropout(hidden))  # (..., d_ff) -> (..., D)
 
 
 class SwiGLU(nn.Module):
-    """The gated feed-forward network W_down (SiLU(x W_gate) * x W_up) (Shazeer, 2020), no biases.
-
-    Args:
-        d_model: D.
-        d_ff: the hidden width.
-    """
+    """W_down(SiLU(x W_gate) * x W_up) (Shazeer, 2020), no biases."""
 
     def __init__(self, d_model: int, d_ff: int):
         super().__init__()
@@ -68,17 +50,8 @@ class SwiGLU(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square normalisation (Zhang and Sennrich, 2019): x / rms(x) * g.
-
-    LayerNorm subtracts the mean, divides by the standard deviation, then scales and shifts;
-    RMSNorm only divides by the root mean square and scales. No mean, no bias. The mean square
-    is computed in float32 whatever the input's dtype, as in transformers: in float16 the
-    square of an entry above 256 overflows to inf, and the output would be all zeros.
-
-    Args:
-        d: the width normalised (the last dimension).
-        eps: a positive number added to the mean square before the square root.
-    """
+    """x / rms(x) * g (Zhang and Sennrich, 2019); the mean square is computed in float32, as in
+    transformers (in float16 it overflows above 256 and the output would be zeros)."""
 
     def __init__(self, d: int, eps: float = 1e-5):
         super().__init__()
@@ -109,8 +82,7 @@ def feed_forward(d_model: int, d_ff: int, dropout: float, activation: str) -> nn
 
 
 def xavier_init(module: nn.Module) -> None:
-    """Xavier-uniform initialisation of every matrix of ``module`` (vectors keep their own), as
-    ``torch.nn.Transformer`` and the Annotated Transformer do."""
+    """Xavier-uniform init of every matrix of ``module``, as ``torch.nn.Transformer`` does."""
     for p in module.parameters():
         if p.dim() > 1:
             nn.init.xavier_uniform_(p)

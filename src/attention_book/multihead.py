@@ -1,34 +1,17 @@
-"""Multi-head attention (Vaswani et al., 2017, section 3.2.2), batch-first: the one attention
-module of every model in the book.
+"""Multi-head attention (Vaswani et al., 2017, section 3.2.2): the one attention module of every
+model in the book (encoder-decoder, GPT, BERT, LLaMA).
 
-MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W_O,
-with head_h = Attention(Q W_Q^h, K W_K^h, V W_V^h).
-The H heads are computed at once by projecting to D = H * d_k and viewing the last dimension as
-(H, d_k). Masks follow :mod:`attention_book.attention`: bool, True means "may attend".
+``num_kv_heads`` < H gives grouped-query attention (Ainslie et al., 2023; 1 = multi-query),
+``rope=(cos, sin)`` rotary positions, ``bias=False`` LLaMA's bias-free projections.
 
-The same module serves the encoder-decoder (self- and cross-attention), GPT, BERT and LLaMA:
+The key-value cache protocol: ``cache.length`` (positions cached), ``cache.update(layer, k, v)
+-> (k, v)`` (append ``(B, H_kv, T, d_k)`` and return all ``(B, H_kv, length + T, d_k)``) and
+``cache.memory_bytes()``. :class:`attention_book.generation.KVCache` is one. Each module
+finds its entry by its own ``layer_idx``, as transformers' ``LlamaAttention`` does.
 
-* ``num_kv_heads`` < H gives grouped-query attention (Ainslie et al., 2023): each key/value
-  head serves H / ``num_kv_heads`` consecutive query heads; 1 is multi-query attention;
-* ``rope=(cos, sin)`` in :meth:`MultiHeadAttention.forward` turns queries and keys by rotary
-  position embedding (:func:`attention_book.positional.rope_cos_sin`);
-* ``bias=False`` drops the projections' biases, as LLaMA does.
-
-The key-value cache protocol (the one place it is written down). A cache is any object with
-
-* ``cache.length``: the number of positions cached so far;
-* ``cache.update(layer, k, v) -> (k, v)``: append one layer's ``(B, H_kv, T, d_k)`` keys and
-  values and return those of every position so far, ``(B, H_kv, cache.length + T, d_k)``;
-* ``cache.memory_bytes()``: the bytes it holds.
-
-Two optional extensions (:mod:`attention_book.serving`): ``cache.rotates_keys = True`` means the
-cache keeps keys before RoPE, and the model rotates the keys it returns by their position in the
-cache; ``cache.crop(length)`` forgets the positions from ``length`` on.
-
-:class:`attention_book.generation.KVCache` is one. Each attention module finds its entry by its
-own ``layer_idx``, set when the model builds it (as in transformers' ``LlamaAttention(config,
-layer_idx)``), so no layer passes a layer number along.
-"""
+Two optional extensions (:mod:`attention_book.serving`): ``cache.rotates_keys = True`` (the
+cache keeps keys before RoPE; the model rotates the keys it returns by their position in the
+cache) and ``cache.crop(length)`` (forget the positions from ``length`` on)."""
 
 from __future__ import annotations
 
@@ -53,15 +36,7 @@ class KVCacheLike(Protocol):
 
 
 def repeat_kv(x: Tensor, repeats: int) -> Tensor:
-    """Let each key/value head serve ``repeats`` consecutive query heads.
-
-    Args:
-        x: ``(B, H_kv, S, d)``.
-        repeats: H / H_kv, a positive int.
-
-    Returns:
-        ``(B, H_kv * repeats, S, d)``: head h is ``x[:, h // repeats]``.
-    """
+    """``(B, H_kv, S, d) -> (B, H_kv * repeats, S, d)``: head h is ``x[:, h // repeats]``."""
     repeats = validation.check_positive_int("repeats", repeats)
     if repeats == 1:
         return x
@@ -71,28 +46,16 @@ def repeat_kv(x: Tensor, repeats: int) -> Tensor:
 
 
 class MultiHeadAttention(nn.Module):
-    """H scaled dot-product attentions in parallel, each of width d_k = d_model / num_heads.
+    """H attentions of width d_k = d_model / num_heads, projected by ``w_q, w_k, w_v`` and mixed by
+    ``w_o``.
 
-    Four projections, as in the paper: ``w_q``, ``w_k`` and ``w_v`` map the inputs to the
-    queries, keys and values of all heads at once, and ``w_o`` mixes the concatenated heads.
-
-    Masks (bool, True = may attend) come in two shapes, and no other:
-
-    * ``(T, S)``, exactly, shared by the whole batch and every head (a causal mask);
-    * four dimensions broadcastable to ``(B, H, T, S)``: a key padding mask is ``(B, 1, 1, S)``,
-      a per-example mask ``(B, 1, T, S)``.
-
-    A ``(B, S)`` padding mask is refused rather than guessed at: when B equals T it would be
-    read as ``(T, S)``, silently. Reshape it to ``(B, 1, 1, S)``.
+    Masks are bool, True = may attend: ``(T, S)`` exactly, or 4-D broadcastable to
+    ``(B, H, T, S)`` (padding: ``(B, 1, 1, S)``). A ``(B, S)`` mask is refused: with B == T it
+    would silently be read as ``(T, S)``.
 
     Args:
-        d_model: D, the width of the inputs and of the output.
-        num_heads: H; must divide ``d_model``.
-        num_kv_heads: H_kv key/value heads, dividing H; None means H (ordinary attention).
-        bias: give the four projections ``w_q, w_k, w_v, w_o`` a bias.
-        dropout: dropout probability on the attention weights (training only).
-        layer_idx: this module's entry in a key-value cache.
-    """
+        num_kv_heads: key/value heads, dividing ``num_heads``; None means ``num_heads``.
+        layer_idx: this module's entry in a key-value cache."""
 
     def __init__(
         self,
@@ -163,36 +126,24 @@ class MultiHeadAttention(nn.Module):
         key: Tensor,
         value: Tensor,
         mask: Tensor | None = None,
-        need_weights: bool = True,
+        need_weights: bool = False,
         cache: KVCacheLike | None = None,
         rope: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Attend from ``query`` to ``key``/``value``.
+        """Attend from ``query (B, T, D)`` to ``key, value (B, S, D)``.
 
         Args:
-            query: ``(B, T, D)``, of the module's dtype. NaN or inf in the inputs raises the
-                same ValueError on both paths, never returns NaN.
-            key: ``(B, S, D)``.
-            value: ``(B, S, D)``.
-            mask: bool, True means "may attend": ``(T, S)`` exactly, or four dimensions
-                broadcastable to ``(B, H, T, S)``, such as a ``(B, 1, 1, S)`` padding mask.
-            need_weights: return the ``(B, H, T, S)`` weights, computed explicitly. With False
-                and no dropout to apply (eval mode, or ``dropout=0``) the fused
-                ``torch.nn.functional.scaled_dot_product_attention`` computes the same output
-                faster; with dropout both settings take the explicit path, so that one seed
-                gives one result.
-            cache: for self-attention during generation (the protocol of this module's
-                docstring): ``cache.update(self.layer_idx, k, v)`` receives this call's keys
-                and values and returns those of all ``S = cache.length + T`` positions, which
-                the queries then attend to; ``mask`` must then fit ``(B, H, T, S)``.
-            rope: ``(cos, sin)``, each ``(T, d_k)``, from :func:`positional.rope_cos_sin` for
-                the T query positions: queries and keys are rotated before the cache. With a
-                cache whose ``rotates_keys`` is True, ``(S, d_k)`` for all the positions the
-                cache returns: keys are rotated after it, queries by the last T rows.
+            mask: ``(T, S)`` or broadcastable to ``(B, H, T, S)`` (see the class).
+            need_weights: also return the weights, computed explicitly; otherwise the fused kernel
+                runs when no dropout applies (with dropout both paths are explicit: one seed, one
+                result). NaN or inf inputs raise the same ValueError on both paths.
+            cache: keys and values are appended at ``self.layer_idx``; S = ``cache.length + T``.
+            rope: ``(cos, sin)``, each ``(T, d_k)``, rotating queries and keys before the cache;
+                with a cache whose ``rotates_keys`` is True, ``(S, d_k)``: keys are rotated
+                after the cache by their place in it, queries by the last T rows.
 
         Returns:
-            ``(output, weights)``: output ``(B, T, D)``; weights ``(B, H, T, S)`` or None.
-        """
+            ``(output (B, T, D), weights (B, H, T, S) or None)``."""
         self._check(query, key, value)
         B, T, _ = query.shape
         q = self._split(self.w_q(query), self.num_heads)  # (B, T, D) -> (B, H, T, d_k)
@@ -225,19 +176,15 @@ class MultiHeadAttention(nn.Module):
             if not (torch.isfinite(heads).all() and torch.isfinite(q).all()):
                 k, v = repeat_kv(k, repeats), repeat_kv(v, repeats)  # (B, H, S, d_k) each
                 heads, _ = attention.scaled_dot_product_attention(q, k, v, mask)
-        concat = heads.transpose(1, 2).reshape(B, T, self.d_model)  # (B, H, T, d_k) -> (B, T, D)
+        concat = heads.transpose(1, 2).reshape(B, T, self.num_heads * self.d_k)  # (B, T, H d_k)
         return self.w_o(concat), (weights if need_weights else None)  # (B, T, D)
 
 
 def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, repeats: int) -> Tensor:
-    """PyTorch's fused kernel: the one fast path of every model.
+    """PyTorch's fused kernel, the one fast path. Fully masked queries get zeros, as explicitly.
 
-    A query that may attend to nothing gets zeros, as on the explicit path: what the kernel
-    returns for it depends on the PyTorch version and backend (NaN on some, zeros on others),
-    so it attends everywhere and is zeroed afterwards. With one query and no mask, the
-    ``repeats`` query heads that share a key/value head are ``repeats`` queries against the
-    same keys, so no key is copied; otherwise the keys and values are shared out first.
-    """
+    The kernel's answer for them varies by version and backend (NaN or zeros), so they attend
+    everywhere and are zeroed after. One query without a mask needs no copied keys."""
     B, H, T, d_k = q.shape
     if mask is None and T == 1 and repeats > 1:
         q = q.view(B, H // repeats, repeats, d_k)  # (B, H, 1, d_k) -> (B, H_kv, r, d_k)

@@ -37,10 +37,7 @@ BOOK_STYLE: dict[str, object] = {
 
 
 def use_book_style() -> None:
-    """Apply the house figure style (:data:`BOOK_STYLE`) to every figure drawn from now on.
-
-    Each chapter calls it once, in its first code cell.
-    """
+    """Apply the house figure style (:data:`BOOK_STYLE`); each chapter calls it once."""
     plt.rcParams.update(BOOK_STYLE)
 
 
@@ -64,23 +61,9 @@ def attention_heatmap(
     vmax: float | None = 1.0,
     colorbar: bool = True,
 ) -> Axes:
-    """Draw a ``(T, S)`` attention matrix with query tokens down the rows and keys across.
+    """Draw ``weights (T, S)`` with query tokens down the rows and keys across; return the axes.
 
-    Args:
-        weights: ``(T, S)`` attention weights (a tensor or an array).
-        query_tokens: T labels for the rows (the tokens that ask).
-        key_tokens: S labels for the columns (the tokens attended to); defaults to
-            ``query_tokens``, as in self-attention.
-        ax: axes to draw on; a new figure is made when None.
-        title: the plot's title.
-        annotate: write each weight in its cell; by default only when the matrix is small.
-        vmax: top of the colour scale. 1.0 makes maps comparable across the book; None
-            scales to the largest weight.
-        colorbar: add a colour bar.
-
-    Returns:
-        The axes drawn on.
-    """
+    ``annotate`` (default: small maps) writes each weight; ``vmax=1.0`` keeps maps comparable."""
     w = _as_numpy(weights)
     key_tokens = list(query_tokens) if key_tokens is None else list(key_tokens)
     if len(query_tokens) != w.shape[0] or len(key_tokens) != w.shape[1]:

@@ -1,6 +1,5 @@
-"""Positions: sinusoidal encoding and its shift matrices (Vaswani et al., 2017, section 3.5), and
-rotary position embedding (RoPE, Su et al., 2021): the same rotations, applied to queries and keys.
-"""
+"""Sinusoidal encoding and its shift matrices (Vaswani et al., 2017, section 3.5), and rotary
+position embedding (RoPE, Su et al., 2021): the same rotations, applied to queries and keys."""
 
 from __future__ import annotations
 
@@ -14,17 +13,7 @@ BASE = 10000.0
 
 
 def angular_frequencies(d_model: int) -> Tensor:
-    """The D/2 angular frequencies omega_i = 1 / 10000^(2i/d_model), i = 0 .. D/2 - 1.
-
-    Pair i of the encoding is (sin(pos * omega_i), cos(pos * omega_i)); its wavelength is
-    2 pi / omega_i, from 2 pi (i = 0) up to almost 2 pi * 10000.
-
-    Args:
-        d_model: D, a positive even int.
-
-    Returns:
-        float64 tensor of shape ``(D/2,)``, decreasing from 1.
-    """
+    """float64 ``(D/2,)``: omega_i = 1 / 10000^(2i/D), decreasing from 1."""
     validation.check_positive_int("d_model", d_model)
     if d_model % 2:
         raise ValueError(f"d_model must be even to pair sines with cosines, got {d_model}")
@@ -33,15 +22,7 @@ def angular_frequencies(d_model: int) -> Tensor:
 
 
 def sinusoidal_encoding(num_positions: int, d_model: int) -> Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)).
-
-    Args:
-        num_positions: how many positions (0 .. num_positions - 1), a positive int.
-        d_model: D, the encoding's width; a positive even int, so sines and cosines pair up.
-
-    Returns:
-        float32 tensor of shape ``(num_positions, d_model)``, every value in [-1, 1].
-    """
+    """float32 ``(num_positions, D)``: sin(pos omega_i) and cos(pos omega_i) in pair i."""
     validation.check_positive_int("num_positions", num_positions)
     omega = angular_frequencies(d_model)  # (D/2,)
     # Computed in float64: at positions in the thousands float32 angles lose digits.
@@ -54,20 +35,9 @@ def sinusoidal_encoding(num_positions: int, d_model: int) -> Tensor:
 
 
 def shift_matrix(k: int, d_model: int) -> Tensor:
-    """M_k, the block-diagonal rotation with PE(pos + k) = M_k PE(pos) for every pos.
+    """float64 ``(D, D)`` M_k with PE(pos + k) = M_k PE(pos): pair i turned by k omega_i.
 
-    Pair i of the encoding is turned by the angle k * omega_i; M_k depends on the shift k but not
-    on the position (the property section 3.5 of the paper gives for choosing sinusoids). M_k is
-    orthogonal, M_0 is the identity, M_a M_b = M_(a+b), and M_(-k) = M_k^T.
-
-    Args:
-        k: the shift in positions, an int (negative shifts go back).
-        d_model: D, a positive even int.
-
-    Returns:
-        float64 tensor of shape ``(D, D)``: a 2 x 2 rotation
-        ``[[cos k omega_i, sin k omega_i], [-sin k omega_i, cos k omega_i]]`` on each pair.
-    """
+    M_k is orthogonal and does not depend on pos; M_a M_b = M_(a+b) and M_(-k) = M_k^T."""
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     angle = k * angular_frequencies(d_model)  # (D/2,)
@@ -84,21 +54,9 @@ def shift_matrix(k: int, d_model: int) -> Tensor:
 def rope_cos_sin(
     positions: Tensor, d: int, base: float = BASE, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, Tensor]:
-    """The cosines and sines by which rotary position embedding (RoPE) turns each position.
+    """``(cos, sin)``, each ``(T, d)``: RoPE's angles ``pos * base^(-2i/d)`` for ``positions (T,)``.
 
-    Pair i of a head's d coordinates, (x_i, x_(i + d/2)) in the rotate-half layout, is turned by
-    the angle ``pos * base^(-2i/d)``: the frequencies of :func:`angular_frequencies` when base is
-    10000. Computed once per forward pass and shared by every layer.
-
-    Args:
-        positions: ``(T,)`` integer positions.
-        d: the head width, a positive even int.
-        base: the base of the wavelengths (10000 in the 2017 paper, 100000 in SmolLM2).
-        dtype: the dtype returned (the angles are computed in float64).
-
-    Returns:
-        ``(cos, sin)``, each ``(T, d)``: the cosines and sines of the d/2 angles, written twice.
-    """
+    Pair i is (x_i, x_(i + d/2)) (rotate-half); the angles are computed in float64, then cast."""
     validation.check_positive_int("d", d)
     if d % 2:
         raise ValueError(f"RoPE rotates pairs of coordinates, so d must be even, got {d}")
@@ -128,33 +86,14 @@ def rotate_half(x: Tensor) -> Tensor:
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Turn every pair of ``x`` by the angles whose cosines and sines :func:`rope_cos_sin` gave.
-
-    Args:
-        x: ``(..., T, d)`` queries or keys.
-        cos, sin: ``(T, d)`` each.
-
-    Returns:
-        ``(..., T, d)``, each pair rotated, so lengths are unchanged.
-    """
+    """``(..., T, d) -> (..., T, d)``: each pair turned by the angles of :func:`rope_cos_sin`."""
     return x * cos + rotate_half(x) * sin  # (..., T, d)
 
 
 def apply_rope(x: Tensor, positions: Tensor, base: float = BASE) -> Tensor:
-    """Rotary position embedding (Su et al., 2021) in the rotate-half convention of LLaMA.
+    """RoPE in LLaMA's rotate-half layout on ``x (..., T, d)`` at ``positions (T,)``, same shape.
 
-    Pair i of each vector, (x_i, x_(i + d/2)), is rotated by the angle ``pos * base^(-2i/d)``.
-    Applied to queries and keys after their projections, it makes a score q_m . k_n depend on the
-    positions only through the offset m - n.
-
-    Args:
-        x: ``(..., T, d)`` with d even (a head's queries or keys).
-        positions: ``(T,)`` integer positions of the T rows.
-        base: the base of the wavelengths.
-
-    Returns:
-        A tensor of the same shape and dtype as ``x``.
-    """
+    Applied to queries and keys, it makes the score q_m . k_n depend on m - n only."""
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
         raise TypeError("x must be a floating-point tensor of shape (..., T, d)")
     if not isinstance(positions, Tensor) or positions.shape != (x.shape[-2],):

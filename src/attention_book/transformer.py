@@ -1,18 +1,9 @@
 """The Transformer encoder-decoder (Vaswani et al., 2017, section 3), batch-first.
 
-An encoder layer is self-attention then a position-wise feed-forward network; a decoder layer
-adds cross-attention to the encoder's output between the two. Each sub-layer sits in a residual
-connection with a norm: post-LN (the paper, the default) ``x = norm(x + dropout(sublayer(x)))``,
-or pre-LN (``norm_first=True``) ``x = x + dropout(sublayer(norm(x)))`` with one more norm at
-the end of the stack. The encoder layer is also the block of GPT (pre-LN, causal, cached), BERT
-(post-LN, GELU) and LLaMA (RMSNorm, RoPE, grouped-query attention, SwiGLU, no biases): the same
-block, different parts.
-
-Dropout: besides the paper's residual and embedding dropout (section 5.4), the attention
-weights and the feed-forward hidden layer are dropped with the same probability, as in
-PyTorch, the authors' tensor2tensor code and the Annotated Transformer. Masks are bool, True
-means "may attend" (:mod:`attention_book.attention`).
-"""
+Each sub-layer sits in a residual block with a norm: post-LN (the paper, default)
+``norm(x + dropout(f(x)))`` or pre-LN ``x + dropout(f(norm(x)))`` with a final norm. The
+encoder layer is also the block of GPT, BERT and LLaMA: the same block, different parts.
+Attention weights and the feed-forward hidden layer are dropped too, as in PyTorch."""
 
 from __future__ import annotations
 
@@ -22,23 +13,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attention_book import attention, positional, validation
-from attention_book.layers import ACTIVATIONS, FeedForward, feed_forward, norm_layer, xavier_init
+from attention_book import attention, dates, positional, validation
+from attention_book.layers import (
+    ACTIVATIONS,
+    FeedForward,  # noqa: F401 (chapters call transformer.FeedForward)
+    feed_forward,
+    norm_layer,
+    xavier_init,
+)
 from attention_book.multihead import KVCacheLike, MultiHeadAttention
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention and a feed-forward network, each in a residual block with a norm: one
-    layer of the paper's encoder (section 3.1), and the block of GPT, BERT and LLaMA.
+    """Self-attention and a feed-forward network, each in a residual block with a norm (3.1).
 
     Args:
-        d_model, num_heads, d_ff: D, H (dividing D) and the feed-forward hidden width.
-        dropout: the residual, attention-weight and feed-forward dropout probability.
-        activation: ``"relu"``, ``"gelu"`` or ``"swiglu"`` (LLaMA's gated network).
-        norm_first: a bool; False for post-LN (the paper), True for pre-LN.
+        activation: ``"relu"``, ``"gelu"`` or ``"swiglu"``.
+        norm_first: False for post-LN (the paper), True for pre-LN.
         num_kv_heads, bias, layer_idx: as in :class:`MultiHeadAttention`.
-        norm, eps: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm), and its epsilon.
-    """
+        norm, eps: ``"layer"`` or ``"rms"``, and its epsilon.
+        cross_attention: add :class:`DecoderLayer`'s cross-attention, third norm and dropout."""
 
     def __init__(
         self,
@@ -54,6 +48,7 @@ class EncoderLayer(nn.Module):
         norm: str = "layer",
         eps: float = 1e-5,
         layer_idx: int = 0,
+        cross_attention: bool = False,
     ) -> None:
         super().__init__()
         dropout = validation.check_probability("dropout", dropout)
@@ -61,11 +56,16 @@ class EncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(
             d_model, num_heads, bias, dropout, num_kv_heads=num_kv_heads, layer_idx=layer_idx
         )
+        if cross_attention:  # a decoder layer's, built second as the paper lists it
+            self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.ff = feed_forward(d_model, d_ff, dropout, activation)
         self.norm1 = norm_layer(norm, d_model, eps)
         self.norm2 = norm_layer(norm, d_model, eps)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        if cross_attention:
+            self.norm3 = norm_layer(norm, d_model, eps)
+            self.dropout3 = nn.Dropout(dropout)
 
     def forward(
         self,
@@ -75,18 +75,9 @@ class EncoderLayer(nn.Module):
         rope: tuple[Tensor, Tensor] | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Encode ``x`` ``(B, T, D)``.
+        """``x (B, T, D)`` -> ``(output (B, T, D), weights (B, H, T, S) or None)``.
 
-        Args:
-            x: ``(B, T, D)``; with a cache, only the new positions.
-            mask, cache, rope: as in :meth:`MultiHeadAttention.forward` (S = T without a cache).
-            need_weights: also return the attention weights, computed explicitly (otherwise
-                the fused kernel runs, which is faster).
-
-        Returns:
-            ``(output, weights)``: output ``(B, T, D)``; weights ``(B, H, T, S)`` (after
-            dropout in training mode) or None.
-        """
+        ``mask``, ``cache``, ``rope``, ``need_weights``: as in ``MultiHeadAttention.forward``."""
         if self.norm_first:  # pre-LN: x + sublayer(norm(x))
             h = self.norm1(x)
             a, weights = self.self_attn(h, h, h, mask, need_weights, cache, rope)
@@ -99,12 +90,9 @@ class EncoderLayer(nn.Module):
         return x, weights
 
 
-class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention to the encoder output, and a feed-forward
-    network, each in a residual block with LayerNorm: one layer of the paper's decoder.
-
-    Args: as in :class:`EncoderLayer`; dropout also applies to the cross-attention weights.
-    """
+class DecoderLayer(EncoderLayer):
+    """Causal self-attention, cross-attention to the encoder's output and a feed-forward network,
+    each in a residual block with LayerNorm: one layer of the paper's decoder."""
 
     def __init__(
         self,
@@ -115,18 +103,9 @@ class DecoderLayer(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
     ) -> None:
-        super().__init__()
-        dropout = validation.check_probability("dropout", dropout)
-        self.norm_first = validation.check_bool("norm_first", norm_first)
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.ff = FeedForward(d_model, d_ff, dropout, activation)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        super().__init__(
+            d_model, num_heads, d_ff, dropout, activation, norm_first, cross_attention=True
+        )
 
     def forward(
         self,
@@ -136,18 +115,11 @@ class DecoderLayer(nn.Module):
         memory_mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Decode ``x`` while reading ``memory``.
-
-        Args:
-            x: the target-side states, ``(B, T, D)``; memory: the encoder's output ``(B, S, D)``.
-            tgt_mask: a causal ``(T, T)`` mask, or one broadcastable to ``(B, H, T, T)``.
-            memory_mask: ``(T, S)`` or broadcastable to ``(B, H, T, S)``, usually ``(B, 1, 1, S)``.
-            need_weights: also return both attention weights, computed explicitly.
+        """Decode ``x (B, T, D)`` reading ``memory (B, S, D)``.
 
         Returns:
-            ``(output, self_weights, cross_weights)``: output ``(B, T, D)``, self_weights
-            ``(B, H, T, T)`` and cross_weights ``(B, H, T, S)``, or None and None.
-        """
+            ``(output (B, T, D), self_weights (B, H, T, T), cross_weights (B, H, T, S))``; the
+            weights are None unless ``need_weights``."""
         m = memory
         if self.norm_first:  # pre-LN: x + sublayer(norm(x))
             h = self.norm1(x)
@@ -167,11 +139,7 @@ class DecoderLayer(nn.Module):
 
 
 class Stack(nn.Module):
-    """N encoder layers, or decoder layers with ``cross_attention=True`` (N = 6 in the paper),
-    then in pre-LN a LayerNorm: the residual stream, never normalised inside, is at the end.
-
-    Args: ``num_layers`` (N), then the arguments of :class:`EncoderLayer`, passed to each layer.
-    """
+    """N encoder layers, or decoder layers if ``cross_attention``; pre-LN adds a final norm."""
 
     def __init__(
         self, num_layers: int, *args: object, cross_attention: bool = False, **kwargs: object
@@ -191,8 +159,7 @@ class Stack(nn.Module):
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
     ) -> Tensor:
-        """Run ``x`` ``(B, T, D)`` through every layer, each reading ``mask`` and, in a decoder,
-        ``memory`` ``(B, S, D)`` with ``memory_mask``; return ``(B, T, D)``."""
+        """``(B, T, D) -> (B, T, D)``; a decoder also reads ``memory (B, S, D)``."""
         for layer in self.layers:
             if isinstance(layer, DecoderLayer):
                 x = layer(x, memory, mask, memory_mask)[0]  # (B, T, D)
@@ -203,11 +170,8 @@ class Stack(nn.Module):
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """Hyperparameters of :class:`Transformer` (defaults: a small model that trains on a CPU).
-
-    The paper's base model is ``d_model=512, num_heads=8, num_encoder_layers=6,
-    num_decoder_layers=6, d_ff=2048, dropout=0.1``.
-    """
+    """Hyperparameters of :class:`Transformer`. The paper's base model: ``d_model=512,
+    num_heads=8``, 6 + 6 layers, ``d_ff=2048, dropout=0.1``."""
 
     src_vocab_size: int
     tgt_vocab_size: int
@@ -239,12 +203,26 @@ class TransformerConfig:
             )
 
 
+def dates_config(recipe: dates.Recipe = dates.RECIPE) -> TransformerConfig:
+    """The encoder-decoder of chapter 11 for the dates task, with the sizes ``recipe`` trains."""
+    if not isinstance(recipe, dates.Recipe):
+        raise TypeError(f"recipe must be a dates.Recipe, got {type(recipe).__name__}")
+    return TransformerConfig(
+        src_vocab_size=len(dates.SOURCE_VOCAB),
+        tgt_vocab_size=len(dates.TARGET_VOCAB),
+        d_model=recipe.d_model,
+        num_heads=recipe.num_heads,
+        num_encoder_layers=recipe.num_encoder_layers,
+        num_decoder_layers=recipe.num_decoder_layers,
+        d_ff=recipe.d_ff,
+        dropout=recipe.dropout,
+        max_len=max(dates.MAX_SOURCE_LEN, dates.TARGET_LEN),
+        pad_id=dates.PAD_ID,
+    )
+
+
 class Transformer(nn.Module):
-    """The encoder-decoder Transformer of Vaswani et al. (2017), figure 1: ids embedded (scaled
-    by sqrt(d_model)) plus the sinusoidal encoding, the encoder on the source, the decoder on the
-    shifted target and the encoder's output, and ``generator`` mapping each decoder state to
-    logits (the softmax is left to the loss or to decoding).
-    """
+    """The encoder-decoder of Vaswani et al. (2017), figure 1."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -273,12 +251,7 @@ class Transformer(nn.Module):
         return self.embed_dropout(x)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
-        """Encode ``(B, S)`` source ids, padded with ``pad_id``.
-
-        Returns:
-            ``(memory, src_mask)``: memory ``(B, S, D)``; src_mask bool ``(B, 1, 1, S)``, True
-            where ``src != pad_id`` (the keys a query may attend to).
-        """
+        """``src (B, S)`` -> ``(memory (B, S, D), src_mask (B, 1, 1, S))``, True at tokens."""
         c = self.config
         validation.check_ids("src", src, vocab_size=c.src_vocab_size, max_len=c.max_len)
         src_mask = (src != self.config.pad_id)[:, None, None, :]  # (B, S) -> (B, 1, 1, S)
@@ -286,8 +259,7 @@ class Transformer(nn.Module):
         return memory, src_mask
 
     def target_mask(self, tgt: Tensor) -> Tensor:
-        """The decoder's self-attention mask for ``(B, T)`` decoder input ids: bool
-        ``(B, 1, T, T)``, True where ``j <= t`` and ``tgt[:, j]`` is not padding."""
+        """Bool ``(B, 1, T, T)``: True where ``j <= t`` and ``tgt[:, j]`` is not padding."""
         c = self.config
         validation.check_ids("tgt", tgt, vocab_size=c.tgt_vocab_size, max_len=c.max_len)
         # Built on demand: a (T, T) mask for the T at hand, never one of (max_len, max_len).
@@ -296,16 +268,7 @@ class Transformer(nn.Module):
         return causal & not_pad[:, None, None, :]  # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
 
     def decode(self, tgt: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
-        """Predict the next token at every target position.
-
-        Args:
-            tgt: ``(B, T)`` decoder input ids (the target shifted right, starting with BOS).
-            memory: ``(B, S, D)`` from :meth:`encode`.
-            src_mask: bool ``(B, 1, 1, S)`` from :meth:`encode`.
-
-        Returns:
-            logits ``(B, T, tgt_vocab_size)``; position t depends only on ``tgt[:, : t + 1]``.
-        """
+        """Logits ``(B, T, V)`` for ``tgt (B, T)`` (BOS first) given :meth:`encode`'s outputs."""
         tgt_mask = self.target_mask(tgt)  # (B, 1, T, T); checks tgt
         validation.check_memory(memory, src_mask, tgt.shape[0], self.config.d_model)
         x = self._embed(tgt, self.tgt_embed)  # (B, T) -> (B, T, D)
@@ -313,15 +276,13 @@ class Transformer(nn.Module):
         return self.generator(x)  # (B, T, D) -> (B, T, V)
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
-        """``(B, T, tgt_vocab_size)`` logits for teacher-forced training from ``(B, S)`` source
-        ids and ``(B, T)`` decoder input ids (the target shifted right, BOS first)."""
+        """Teacher-forced logits ``(B, T, V)`` from ``src (B, S)`` and ``tgt (B, T)``."""
         memory, src_mask = self.encode(src)  # (B, S, D), (B, 1, 1, S)
         return self.decode(tgt, memory, src_mask)  # (B, T, V)
 
     @torch.no_grad()
     def cross_attention_weights(self, src: Tensor, tgt: Tensor) -> list[Tensor]:
-        """The cross-attention weights of every decoder layer, for plotting: one ``(B, H, T, S)``
-        tensor per layer for ``(B, S)`` source ids and ``(B, T)`` decoder input ids."""
+        """One ``(B, H, T, S)`` cross-attention tensor per decoder layer."""
         memory, src_mask = self.encode(src)  # (B, S, D), (B, 1, 1, S)
         x, tgt_mask = self._embed(tgt, self.tgt_embed), self.target_mask(tgt)  # (B, T, D)
         weights = []

@@ -1,9 +1,7 @@
 """Argument checks shared by the package, so every module words its errors the same way.
 
-An integer argument accepts whatever Python accepts as an index (:func:`operator.index`): a
-Python int, a NumPy integer, a one-element integer tensor. ``True`` and ``False`` are refused,
-although Python counts them as ints: ``steps=True`` is a mistake, not the number 1.
-"""
+An integer is anything :func:`operator.index` accepts (NumPy integers, one-element integer
+tensors), but never a bool: ``steps=True`` is a mistake, not the number 1."""
 
 from __future__ import annotations
 
@@ -16,16 +14,7 @@ import torch
 
 
 def check_int(name: str, n: object, minimum: int | None = None) -> int:
-    """Return ``n`` as a Python int; raise ValueError unless it is an integer ``>= minimum``.
-
-    Args:
-        name: the argument's name, used in the message.
-        n: the value to check.
-        minimum: the smallest value allowed; None allows any integer.
-
-    Returns:
-        ``operator.index(n)``, a plain ``int``.
-    """
+    """``n`` as a Python int; ValueError unless it is an integer ``>= minimum`` (None: any)."""
     kind = {None: "an int", 0: "a non-negative int", 1: "a positive int"}.get(
         minimum, f"an int >= {minimum}"
     )
@@ -54,15 +43,7 @@ def check_non_negative_int(name: str, n: object) -> int:
 
 
 def check_float(name: str, x: object) -> float:
-    """Return ``x`` as a Python float; raise unless it is a real number (not a bool) and not NaN.
-
-    Args:
-        name: the argument's name, used in the message.
-        x: the value to check; ranges are the caller's to check.
-
-    Returns:
-        ``float(x)``.
-    """
+    """``x`` as a Python float; raise unless a real number (not a bool), not NaN."""
     if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a float, got {x!r} of type {type(x).__name__}")
     if math.isnan(x):
@@ -71,16 +52,7 @@ def check_float(name: str, x: object) -> float:
 
 
 def check_number(name: str, x: object, *, finite: bool = True) -> float:
-    """Return ``x`` as a Python float; raise unless it is a real number (NumPy's too), not a bool.
-
-    Args:
-        name: the argument's name, used in the message.
-        x: the value to check.
-        finite: also refuse ``inf`` and ``-inf``.
-
-    Returns:
-        ``float(x)``.
-    """
+    """``x`` as a Python float; raise unless a real number (NumPy too, no bool), finite if asked."""
     if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a number, got {x!r} of type {type(x).__name__}")
     value = float(x)
@@ -124,14 +96,7 @@ def check_float_tensor(name: str, x: object) -> torch.Tensor:
 def check_states(
     name: str, x: object, d_model: int, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
-    """Return ``x``; raise unless it is a ``(B, T, d_model)`` float tensor of ``dtype``.
-
-    Args:
-        name: the argument's name, used in the message.
-        x: the hidden states to check.
-        d_model: D, the width the last dimension must have.
-        dtype: the dtype of the module's parameters, or None to accept any float dtype.
-    """
+    """``x``; raise unless a ``(B, T, d_model)`` float tensor of ``dtype`` (None: any float)."""
     check_float_tensor(name, x)
     if x.dim() != 3 or x.shape[-1] != d_model:
         raise ValueError(
@@ -151,16 +116,8 @@ def check_ids(
     max_len: int | None = None,
     offset: int = 0,
 ) -> torch.Tensor:
-    """Return ``ids``; raise unless it holds token ids a model can read.
-
-    Args:
-        name: the argument's name, used in the message.
-        ids: the token ids to check: a LongTensor of ``dims`` dimensions, the last not empty.
-        dims: how many dimensions ``(B, length)`` has (2 by default).
-        vocab_size: if given, every id must lie in ``[0, vocab_size)``.
-        max_len: if given, ``offset + length`` must be at most ``max_len``.
-        offset: positions read before these ids (a key-value cache's length).
-    """
+    """``ids``; raise unless a LongTensor of ``dims`` dimensions (last not empty) whose ids lie in
+    ``[0, vocab_size)`` and whose ``offset + length`` is at most ``max_len`` (where given)."""
     if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long:
         got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
         raise TypeError(f"{name} must be a LongTensor of token ids, got {got}")
@@ -183,12 +140,8 @@ def check_ids(
 
 
 def check_attention_inputs(q: object, k: object, v: object, mask: object = None) -> None:
-    """Raise a clear TypeError or ValueError if ``q, k, v, mask`` do not fit together.
-
-    Args:
-        q: ``(..., T, d_k)``; k: ``(..., S, d_k)``; v: ``(..., S, d_v)``;
-        mask: bool, broadcastable to ``(..., T, S)``, or None.
-    """
+    """Raise TypeError or ValueError unless ``q (..., T, d_k)``, ``k (..., S, d_k)``,
+    ``v (..., S, d_v)`` and a bool ``mask`` broadcastable to ``(..., T, S)`` fit together."""
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_float_tensor(name, x)
         if x.dim() < 2:
@@ -222,16 +175,8 @@ def check_attention_inputs(q: object, k: object, v: object, mask: object = None)
 
 
 def check_mask(mask: object, scores: tuple[int, ...], context: str = "") -> None:
-    """Raise unless ``mask`` is a bool tensor that broadcasts to the scores' shape.
-
-    One rule everywhere: a mask is ``torch.bool``, True = may attend. A float (additive) mask
-    is refused rather than read as booleans or added to the scores.
-
-    Args:
-        mask: the mask to check.
-        scores: the shape of the scores, ``(..., T, S)``.
-        context: the shapes of the inputs, appended to the message.
-    """
+    """Raise unless ``mask`` is bool (True = may attend) and broadcasts to ``scores``; a float
+    (additive) mask is refused. ``context`` is appended to the message."""
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
     if mask.dtype != torch.bool:
@@ -257,13 +202,7 @@ def check_even(name: str, n: int, why: str) -> None:
 
 
 def check_heads(d_model: int, num_heads: int, num_kv_heads: int | None = None) -> None:
-    """Raise unless ``num_heads`` divides ``d_model`` and ``num_kv_heads`` divides ``num_heads``.
-
-    Args:
-        d_model: D, the model width.
-        num_heads: H, the query heads, each of width d_k = D / H.
-        num_kv_heads: H_kv, the key/value heads, or None for H.
-    """
+    """Raise unless ``num_heads`` divides ``d_model`` and ``num_kv_heads`` divides ``num_heads``."""
     if d_model % num_heads:
         raise ValueError(
             f"d_model={d_model} is not divisible by num_heads={num_heads}: "
@@ -277,13 +216,8 @@ def check_heads(d_model: int, num_heads: int, num_kv_heads: int | None = None) -
 
 
 def check_cache(cache: object, num_layers: int) -> int:
-    """Return ``cache.length`` (0 for None); raise unless ``cache`` follows the key-value cache
-    protocol of :mod:`attention_book.multihead` and holds ``num_layers`` layers.
-
-    Args:
-        cache: None, or a cache such as :class:`attention_book.generation.KVCache`.
-        num_layers: the model's number of attention layers.
-    """
+    """``cache.length`` (0 for None); raise unless ``cache`` follows the protocol of
+    :mod:`attention_book.multihead` with ``num_layers`` layers."""
     if cache is None:
         return 0
     if not all(hasattr(cache, name) for name in ("length", "update", "memory_bytes")):
