@@ -1,6 +1,7 @@
 """Tests for attention_book.llama: modern components, the model, SmolLM2 against transformers."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,3 +305,74 @@ def test_gguf_with_scaled_rope_frequencies_is_a_clear_error():
     assert llama._gguf_name_to_ours("blk.3.attn_q.weight") == "layers.3.self_attn.w_q.weight"
     with pytest.raises(ValueError, match="unknown GGUF tensor"):
         llama._gguf_name_to_ours("blk.3.attn_q")
+
+
+# --- A stored reference: transformers' logits for three prompts (chapter 14 reads it) ---------
+
+FIXTURE = Path(__file__).parents[1] / "src" / "attention_book" / "smollm2_reference.npz"
+#: Chapter 14's three inputs: a chat prompt, a plain sentence and a line of code.
+FIXTURE_TEXTS = (
+    "What is the capital of France?",
+    "The cat sat on the mat because it was tired.",
+    "def square(x):\n    return",
+)
+FIXTURE_TOP = 16  # the largest logits kept per prompt, at the last position
+
+
+def reference_logits(model, prompts: list[list[int]]) -> dict[str, np.ndarray]:
+    """The last position's ``FIXTURE_TOP`` largest logits of ``model`` for each prompt.
+
+    ``model`` maps ids (1, T) to logits (1, T, V) (the book's Llama) or to an output with a
+    ``.logits`` attribute (transformers). Returns the arrays stored in ``FIXTURE``.
+    """
+    arrays = {}
+    for i, ids in enumerate(prompts):
+        with torch.no_grad():
+            out = model(torch.tensor([ids]))
+        last = getattr(out, "logits", out)[0, -1]  # (V,)
+        top = last.topk(FIXTURE_TOP)
+        arrays[f"ids_{i}"] = np.array(ids, dtype=np.int64)
+        arrays[f"top_ids_{i}"] = top.indices.numpy().astype(np.int64)
+        arrays[f"top_logits_{i}"] = top.values.numpy().astype(np.float32)
+    return arrays
+
+
+def fixture_prompts() -> list[list[int]]:
+    stored = np.load(FIXTURE)
+    return [stored[f"ids_{i}"].tolist() for i in range(len(FIXTURE_TEXTS))]
+
+
+def test_the_stored_reference_is_what_transformers_computes(reference):
+    stored = np.load(FIXTURE)
+    fresh = reference_logits(reference, fixture_prompts())
+    assert set(stored.files) == set(fresh)
+    for name, array in fresh.items():
+        if name.startswith("top_logits"):
+            np.testing.assert_allclose(stored[name], array, rtol=0, atol=1e-3)
+        else:
+            np.testing.assert_array_equal(stored[name], array)
+
+
+def test_the_book_model_matches_the_stored_reference(ours):
+    stored = np.load(FIXTURE)
+    prompts = fixture_prompts()
+    for i, ids in enumerate(prompts):
+        with torch.no_grad():
+            last = ours(torch.tensor([ids]))[0, -1]  # (V,)
+        top_ids = torch.from_numpy(stored[f"top_ids_{i}"])
+        assert_close(last[top_ids], torch.from_numpy(stored[f"top_logits_{i}"]), rtol=0, atol=1e-3)
+        assert last.argmax().item() == top_ids[0].item()
+
+
+if __name__ == "__main__":  # python tests/test_llama.py writes the fixture afresh
+    import transformers
+
+    _path = pretrained.smollm2_gguf_path()
+    _tokenizer = pretrained.load_smollm2()[1]
+    _prompts = [_tokenizer.chat_ids(FIXTURE_TEXTS[0])]
+    _prompts += [_tokenizer.encode(t) for t in FIXTURE_TEXTS[1:]]
+    _model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(_path.parent), gguf_file=_path.name, dtype=torch.float32
+    ).eval()
+    np.savez(FIXTURE, **reference_logits(_model, _prompts))
+    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size:,} bytes)")

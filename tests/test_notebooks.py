@@ -40,7 +40,9 @@ def test_toc_lists_every_notebook_in_order_and_nothing_missing():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_committed_clean_and_executed(path):
     nb = load(path)
-    assert re.fullmatch(r"\d\d_[a-z0-9_]+", path.stem), "name notebooks NN_short_name.ipynb"
+    assert re.fullmatch(r"\d\d_[a-z0-9_]+|appendix_[a-z0-9_]+", path.stem), (
+        "name notebooks NN_short_name.ipynb (appendix_short_name.ipynb for an appendix)"
+    )
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1)), (
         "execute top to bottom in a fresh kernel: make notebook NB=" + str(path.relative_to(ROOT))
@@ -59,9 +61,10 @@ def test_notebook_opens_with_colab_cell_title_and_seed(path):
     assert first["cell_type"] == "code"
     assert {"remove-cell", "nbval-ignore-output"} <= set(first["metadata"].get("tags", []))
     assert CONFIG["repository"]["url"] in "".join(first["source"]), "Colab cell installs this repo"
-    number = int(path.stem[:2])
     title = "".join(cells[1]["source"]).splitlines()[0]
-    assert cells[1]["cell_type"] == "markdown" and title.startswith(f"# {number}. "), title
+    # a chapter's title starts with its number; an appendix's with "Appendix"
+    heading = "# Appendix: " if path.stem.startswith("appendix_") else f"# {int(path.stem[:2])}. "
+    assert cells[1]["cell_type"] == "markdown" and title.startswith(heading), title
     first_code = next(c for c in cells[2:] if c["cell_type"] == "code")
     assert "reproducibility.set_seed(" in "".join(first_code["source"])
 

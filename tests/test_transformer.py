@@ -618,7 +618,6 @@ def test_dates_config_holds_the_chapter_11_model_settings():
     assert config.tgt_vocab_size == len(dates.TARGET_VOCAB)
     assert config.max_len == dates.MAX_SOURCE_LEN and config.pad_id == dates.PAD_ID
     assert transformer.count_parameters(transformer.Transformer(config)) == 172_942
-    assert transformer.TransformerConfig(**dates.RECIPE.model_kwargs()) == config  # the shim
     assert transformer.dates_config(dataclasses.replace(dates.RECIPE, d_model=32)).d_model == 32
     with pytest.raises(TypeError, match="recipe must be a dates.Recipe, got dict"):
         transformer.dates_config({"d_model": 32})

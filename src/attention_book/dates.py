@@ -13,7 +13,7 @@ import hashlib
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -446,12 +446,6 @@ class Recipe:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     seed: int = 0
-
-    def model_kwargs(self) -> dict[str, object]:
-        """Deprecated: use ``transformer.dates_config(recipe)``, where the model's settings live."""
-        from attention_book import transformer  # kept for chapters 12 and 15 until they move
-
-        return asdict(transformer.dates_config(self))
 
 
 RECIPE = Recipe()
