@@ -88,6 +88,16 @@ class KVCache:
         """Bytes held by every cached key and value tensor."""
         return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
 
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (rejected draft tokens, for instance)."""
+        length = validation.check_non_negative_int("length", length)
+        if length > self.length:
+            raise ValueError(f"cannot crop a cache of {self.length} positions to {length}")
+        for store in (self.keys, self.values):
+            for i, t in enumerate(store):
+                if t is not None:
+                    store[i] = t[..., :length, :]  # (B, H_kv, length, d)
+
 
 def next_token_distribution(
     logits: Tensor,
@@ -153,6 +163,7 @@ def generate(
     eos_id: int | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    cache: object | None = None,
 ) -> Tensor:
     """Extend each prompt by up to ``max_new_tokens`` tokens, one token at a time.
 
@@ -167,6 +178,9 @@ def generate(
         use_cache: keep keys and values between steps (:class:`KVCache`) instead of reading the
             whole sequence again at each step. The tokens are the same either way.
         generator: a seeded ``torch.Generator`` makes sampling reproducible.
+        cache: a fresh (empty) cache that follows the protocol of
+            :mod:`attention_book.multihead`, such as :class:`attention_book.serving.PagedKVCache`;
+            None means a new :class:`KVCache` (with ``use_cache``).
 
     Returns:
         ``(B, T + n)`` ids, the prompts followed by n <= ``max_new_tokens`` new tokens.
@@ -195,7 +209,12 @@ def generate(
         if vocab_size is not None and eos_id >= vocab_size:
             raise ValueError(f"eos_id={eos_id} is outside the vocabulary [0, {vocab_size})")
     ids = ids.long()
-    cache = KVCache(model.config.num_layers) if use_cache else None
+    if cache is None:
+        cache = KVCache(model.config.num_layers) if use_cache else None
+    elif not use_cache:
+        raise ValueError("a cache was given with use_cache=False; pass one or the other")
+    elif validation.check_cache(cache, model.config.num_layers) != 0:
+        raise ValueError(f"cache must be fresh (length 0), got one of length {cache.length}")
     with train.eval_mode(model):
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)  # (B,)
         step_input = ids

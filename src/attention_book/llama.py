@@ -116,6 +116,8 @@ class Llama(nn.Module):
         validation.check_ids("ids", ids, vocab_size=c.vocab_size, max_len=c.max_len, offset=offset)
         T = ids.shape[1]
         positions = torch.arange(offset, offset + T, device=ids.device)  # (T,)
+        if getattr(cache, "rotates_keys", False):  # keys turned by their place in the cache
+            positions = torch.arange(offset + T, device=ids.device)  # (S,)
         rope = positional.rope_cos_sin(positions, c.d_k, c.rope_base, self.embed.weight.dtype)
         # Query t (at position offset + t) may attend to keys 0 .. offset + t. A single new
         # token may attend to everything, so the fused kernel needs no mask then.

@@ -106,3 +106,24 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     if sxx == 0:
         raise ValueError("loglog_slope needs at least two different xs")
     return sum((x - mx) * (y - my) for x, y in zip(lx, ly, strict=True)) / sxx
+
+
+def memory_bandwidth(num_bytes: int = 2**28, repeat: int = 5) -> float:
+    """This machine's memory bandwidth in GB/s, from copies of a large buffer.
+
+    A copy of ``num_bytes`` reads them and writes them, so it moves ``2 * num_bytes``; the
+    buffer is far larger than the processor's caches, so the bytes come from memory.
+
+    Args:
+        num_bytes: the size of the buffer copied (default 256 MiB).
+        repeat: timed copies, a positive int; the median is kept.
+
+    Returns:
+        Bytes moved per second, in units of 10^9.
+    """
+    num_bytes = validation.check_positive_int("num_bytes", num_bytes)
+    validation.check_positive_int("repeat", repeat)
+    src = torch.ones(max(1, num_bytes // 4))  # float32: 4 bytes each
+    dst = torch.empty_like(src)
+    seconds = time_calls({"copy": lambda: dst.copy_(src)}, repeat=repeat)["copy"]
+    return 2 * src.numel() * 4 / seconds / 1e9

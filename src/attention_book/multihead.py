@@ -7,7 +7,11 @@ model in the book (encoder-decoder, GPT, BERT, LLaMA).
 The key-value cache protocol: ``cache.length`` (positions cached), ``cache.update(layer, k, v)
 -> (k, v)`` (append ``(B, H_kv, T, d_k)`` and return all ``(B, H_kv, length + T, d_k)``) and
 ``cache.memory_bytes()``. :class:`attention_book.generation.KVCache` is one. Each module
-finds its entry by its own ``layer_idx``, as transformers' ``LlamaAttention`` does."""
+finds its entry by its own ``layer_idx``, as transformers' ``LlamaAttention`` does.
+
+Two optional extensions (:mod:`attention_book.serving`): ``cache.rotates_keys = True`` (the
+cache keeps keys before RoPE; the model rotates the keys it returns by their position in the
+cache) and ``cache.crop(length)`` (forget the positions from ``length`` on)."""
 
 from __future__ import annotations
 
@@ -134,7 +138,9 @@ class MultiHeadAttention(nn.Module):
                 runs when no dropout applies (with dropout both paths are explicit: one seed, one
                 result). NaN or inf inputs raise the same ValueError on both paths.
             cache: keys and values are appended at ``self.layer_idx``; S = ``cache.length + T``.
-            rope: ``(cos, sin)``, each ``(T, d_k)``, rotating queries and keys before the cache.
+            rope: ``(cos, sin)``, each ``(T, d_k)``, rotating queries and keys before the cache;
+                with a cache whose ``rotates_keys`` is True, ``(S, d_k)``: keys are rotated
+                after the cache by their place in it, queries by the last T rows.
 
         Returns:
             ``(output (B, T, D), weights (B, H, T, S) or None)``."""
@@ -143,10 +149,18 @@ class MultiHeadAttention(nn.Module):
         q = self._split(self.w_q(query), self.num_heads)  # (B, T, D) -> (B, H, T, d_k)
         k = self._split(self.w_k(key), self.num_kv_heads)  # (B, S, D) -> (B, H_kv, S, d_k)
         v = self._split(self.w_v(value), self.num_kv_heads)  # (B, S, D) -> (B, H_kv, S, d_k)
+        # A cache with rotates_keys (serving.SinkCache) keeps keys unrotated; rope then covers
+        # every position S of the keys it returns, and the queries are its last T.
+        in_cache = rope is not None and getattr(cache, "rotates_keys", False)
         if rope is not None:
-            q, k = positional.rotate(q, *rope), positional.rotate(k, *rope)
+            cos, sin = rope[0][-T:], rope[1][-T:]  # (T, d_k) each
+            q = positional.rotate(q, cos, sin)
+            if not in_cache:
+                k = positional.rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H_kv, S_cached + S, d_k) each
+        if in_cache:
+            k = positional.rotate(k, *rope)  # key j turned by its position j in the cache
         if mask is not None:
             self._check_mask(mask, B, T, k.shape[-2])
         p = self.dropout if self.training else 0.0
