@@ -295,3 +295,14 @@ def test_generate_refuses_an_encoder_decoder_with_a_pointer_to_decoding():
     encdec = transformer.Transformer(transformer.TransformerConfig(12, 12, 16, 2, 1, 1, 32))
     with pytest.raises(TypeError, match="decoder-only.*greedy_decode"):
         generation.generate(encdec, torch.tensor([[1, 2]]), 3)
+
+
+def test_layer_cache_is_the_shared_part_of_the_list_caches():
+    from attention_book import serving
+
+    base = generation.LayerCache(3)
+    assert (base.num_layers, base.length) == (3, 0)
+    assert isinstance(generation.KVCache(2), generation.LayerCache)
+    assert isinstance(serving.SinkCache(2, num_sink=1, window=4), generation.LayerCache)
+    with pytest.raises(ValueError, match="num_layers"):
+        generation.LayerCache(0)

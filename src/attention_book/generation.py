@@ -25,15 +25,9 @@ from torch import Tensor, nn
 from attention_book import train, validation
 
 
-class KVCache:
-    """The keys and values each attention layer has computed so far, kept between steps.
-
-    Each layer's keys and values are ``(B, H_kv, S, d_k)``; a step appends the new positions along
-    ``S``. Its memory grows by ``2 * num_layers * H_kv * d_k`` numbers per token and sequence.
-
-    Args:
-        num_layers: how many attention layers store keys and values.
-    """
+class LayerCache:
+    """Keys and values kept per attention layer, in two lists: what every list-backed cache
+    (:class:`KVCache`, :class:`attention_book.serving.SinkCache`) shares."""
 
     def __init__(self, num_layers: int):
         num_layers = validation.check_positive_int("num_layers", num_layers)
@@ -47,8 +41,19 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        """The number of positions cached (those of layer 0, which is updated first)."""
+        """The number of positions held (those of layer 0, which is updated first)."""
         return 0 if self.keys[0] is None else self.keys[0].shape[-2]
+
+
+class KVCache(LayerCache):
+    """The keys and values each attention layer has computed so far, kept between steps.
+
+    Each layer's keys and values are ``(B, H_kv, S, d_k)``; a step appends the new positions along
+    ``S``. Its memory grows by ``2 * num_layers * H_kv * d_k`` numbers per token and sequence.
+
+    Args:
+        num_layers: how many attention layers store keys and values.
+    """
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append one layer's new keys and values; return that layer's keys and values so far.

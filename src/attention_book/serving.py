@@ -218,7 +218,7 @@ class PagedKVCache:
 # --- sink cache --------------------------------------------------------------------------------
 
 
-class SinkCache:
+class SinkCache(generation.LayerCache):
     """A cache that never grows: the first ``num_sink`` positions and the last ``window``.
 
     StreamingLLM (Xiao et al., 2024): a model trained on full contexts puts much attention on
@@ -237,22 +237,10 @@ class SinkCache:
     rotates_keys = True
 
     def __init__(self, num_layers: int, num_sink: int = 4, window: int = 256):
-        num_layers = validation.check_positive_int("num_layers", num_layers)
+        super().__init__(num_layers)  # length: the positions held, at most num_sink + window
         self.num_sink = validation.check_non_negative_int("num_sink", num_sink)
         self.window = validation.check_positive_int("window", window)
-        self.keys: list[Tensor | None] = [None] * num_layers
-        self.values: list[Tensor | None] = [None] * num_layers
         self.seen = 0  # positions read so far, evicted or not (layer 0)
-
-    @property
-    def num_layers(self) -> int:
-        """The number of attention layers the cache holds."""
-        return len(self.keys)
-
-    @property
-    def length(self) -> int:
-        """The number of positions held now (at most ``num_sink + window``)."""
-        return 0 if self.keys[0] is None else self.keys[0].shape[-2]
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append unrotated keys and values; return the held ones plus the new, then evict.
