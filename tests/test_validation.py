@@ -63,3 +63,12 @@ def test_check_ids_returns_the_ids_or_names_what_is_wrong():
         validation.check_ids("src", [[1, 2]])
     with pytest.raises(ValueError, match=r"2 dimensions \(B, length\), got \(2, 0\)"):
         validation.check_ids("src", torch.zeros(2, 0, dtype=torch.long))
+
+
+def test_check_cache_update_names_the_layer_and_the_shapes():
+    k = torch.zeros(1, 2, 3, 4)
+    assert validation.check_cache_update(1, 2, k, k, "KVCache") == 1
+    with pytest.raises(ValueError, match=r"outside this cache of 2 layers.*KVCache\("):
+        validation.check_cache_update(2, 2, k, k, "KVCache")
+    with pytest.raises(ValueError, match=r"got \(1, 2, 3, 4\) and \(1, 2, 5, 4\)"):
+        validation.check_cache_update(0, 2, k, torch.zeros(1, 2, 5, 4), "SinkCache")

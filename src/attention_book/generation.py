@@ -66,17 +66,7 @@ class KVCache(LayerCache):
         Returns:
             ``(keys, values)``, each ``(B, H_kv, S + T_new, d)`` for the S positions cached before.
         """
-        layer = validation.check_non_negative_int("layer", layer)
-        if layer >= self.num_layers:
-            raise ValueError(
-                f"layer {layer} is outside this cache of {self.num_layers} layers; build the "
-                f"cache with KVCache(model.config.num_layers)"
-            )
-        if k.dim() != 4 or v.dim() != 4 or k.shape[:3] != v.shape[:3]:
-            raise ValueError(
-                f"k and v must be (B, H_kv, T_new, d) with equal B, H_kv and T_new; "
-                f"got {tuple(k.shape)} and {tuple(v.shape)}"
-            )
+        layer = validation.check_cache_update(layer, self.num_layers, k, v, "KVCache")
         old_k, old_v = self.keys[layer], self.values[layer]
         if old_k is not None:
             if old_k.shape[:2] != k.shape[:2] or old_k.shape[-1] != k.shape[-1]:

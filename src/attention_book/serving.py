@@ -36,22 +36,6 @@ from torch import Tensor, nn
 
 from attention_book import generation, train, validation
 
-
-def _check_kv(layer: int, num_layers: int, k: Tensor, v: Tensor, name: str) -> int:
-    layer = validation.check_non_negative_int("layer", layer)
-    if layer >= num_layers:
-        raise ValueError(
-            f"layer {layer} is outside this cache of {num_layers} layers; build the cache "
-            f"with {name}(model.config.num_layers)"
-        )
-    if k.dim() != 4 or v.dim() != 4 or k.shape[:3] != v.shape[:3]:
-        raise ValueError(
-            f"k and v must be (B, H_kv, T_new, d) with equal B, H_kv and T_new; "
-            f"got {tuple(k.shape)} and {tuple(v.shape)}"
-        )
-    return layer
-
-
 # --- paged cache ------------------------------------------------------------------------------
 
 
@@ -170,7 +154,7 @@ class PagedKVCache:
             ``(keys, values)``, each ``(B, H_kv, S + T_new, d)``, gathered through the block
             tables.
         """
-        layer = _check_kv(layer, self.num_layers, k, v, "PagedKVCache")
+        layer = validation.check_cache_update(layer, self.num_layers, k, v, "PagedKVCache")
         B, H_kv, T, d = k.shape
         if not self.block_tables:
             self.block_tables = [[] for _ in range(B)]
@@ -249,7 +233,7 @@ class SinkCache(generation.LayerCache):
             ``(keys, values)``, each ``(B, H_kv, S + T_new, d)`` with S the positions held
             before; the model rotates key j by position j.
         """
-        layer = _check_kv(layer, self.num_layers, k, v, "SinkCache")
+        layer = validation.check_cache_update(layer, self.num_layers, k, v, "SinkCache")
         if self.keys[layer] is not None:
             k = torch.cat([self.keys[layer], k], dim=-2)  # (B, H_kv, S + T_new, d)
             v = torch.cat([self.values[layer], v], dim=-2)  # (B, H_kv, S + T_new, d)
@@ -325,7 +309,7 @@ class QuantizedKVCache:
         Returns:
             ``(keys, values)``, each ``(B, H_kv, S + T_new, d)`` in k's dtype.
         """
-        layer = _check_kv(layer, self.num_layers, k, v, "QuantizedKVCache")
+        layer = validation.check_cache_update(layer, self.num_layers, k, v, "QuantizedKVCache")
         new = [*quantize(k, self.bits), *quantize(v, self.bits)]
         old = self.store[layer]
         if old is not None:

@@ -247,3 +247,22 @@ def check_memory(memory: object, src_mask: object, B: int, d_model: int) -> None
             f"src_mask must be (B, 1, 1, S) = {(B, 1, 1, S)} for memory "
             f"{tuple(memory.shape)}, got {got}"
         )
+
+
+def check_cache_update(
+    layer: int, num_layers: int, k: torch.Tensor, v: torch.Tensor, name: str
+) -> int:
+    """``layer`` as an index below ``num_layers``, and ``k``, ``v`` as ``(B, H_kv, T_new, d)``
+    with equal leading sizes; ``name`` is the cache class the error tells the caller to build."""
+    layer = check_non_negative_int("layer", layer)
+    if layer >= num_layers:
+        raise ValueError(
+            f"layer {layer} is outside this cache of {num_layers} layers; build the cache "
+            f"with {name}(model.config.num_layers)"
+        )
+    if k.dim() != 4 or v.dim() != 4 or k.shape[:3] != v.shape[:3]:
+        raise ValueError(
+            f"k and v must be (B, H_kv, T_new, d) with equal B, H_kv and T_new; "
+            f"got {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+    return layer
