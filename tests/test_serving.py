@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from attention_book import generation, llama, measure, positional, serving
+from attention_book import generation, gpt, llama, measure, positional, serving
 
 CONFIG = llama.LlamaConfig(
     vocab_size=8, d_model=16, num_layers=3, num_heads=4, num_kv_heads=2, d_ff=32, max_len=64
@@ -154,6 +154,24 @@ def test_rotating_in_the_cache_equals_rotating_before_it_while_nothing_is_evicte
     plain = generation.KVCache(CONFIG.num_layers)
     target(tokens, cache=plain)
     torch.testing.assert_close(positional.rotate(stored, cos.double(), sin.double()), plain.keys[0])
+
+
+def test_a_model_with_absolute_positions_refuses_the_sink_cache():
+    config = gpt.GPTConfig(vocab_size=8, d_model=8, num_heads=2, num_layers=2, d_ff=16, max_len=32)
+    model = gpt.GPT(config).eval()
+    with pytest.raises(ValueError, match="rotary positions"):
+        model(PROMPT, cache=serving.SinkCache(2, num_sink=2, window=6))
+    model(PROMPT, cache=generation.KVCache(2))  # the plain cache still works
+
+
+def test_a_shared_pool_refuses_other_sizes():
+    pool = serving.BlockPool(2, block_size=4, num_blocks=8)
+    assert serving.PagedKVCache(2, pool=pool).block_size == 4
+    assert serving.PagedKVCache(2, 4, 8, pool=pool).pool is pool  # the same sizes
+    with pytest.raises(ValueError, match="block_size=8"):
+        serving.PagedKVCache(2, block_size=8, pool=pool)
+    with pytest.raises(ValueError, match="num_blocks=3"):
+        serving.PagedKVCache(2, num_blocks=3, pool=pool)
 
 
 def test_sink_cache_rejects_bad_sizes():

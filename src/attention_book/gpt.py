@@ -74,7 +74,8 @@ class GPT(nn.Module):
         self, ids: Tensor, cache: KVCacheLike | None, need_weights: bool
     ) -> tuple[Tensor, list[Tensor]]:
         """:meth:`forward`, and with ``need_weights`` each layer's ``(B, H, T, S)`` weights."""
-        offset = validation.check_cache(cache, self.config.num_layers)  # first new position
+        # the first new position; absolute positions rule out a cache that rotates keys
+        offset = validation.check_cache(cache, self.config.num_layers, rotary=False)
         c = self.config
         validation.check_ids("ids", ids, vocab_size=c.vocab_size, max_len=c.max_len, offset=offset)
         T = ids.shape[1]

@@ -2,7 +2,8 @@
 
 Three caches follow the key-value cache protocol of :mod:`attention_book.multihead`
 (``length``, ``update(layer, k, v)``, ``memory_bytes()``), so ``generation.generate(...,
-cache=...)`` and every model of the book drive them unchanged:
+cache=...)`` and every model of the book drive them unchanged (:class:`SinkCache` only models
+with rotary positions, such as ``llama.Llama``; ``gpt.GPT`` refuses it):
 
 * :class:`PagedKVCache` keeps keys and values in fixed-size blocks of a shared pool, found
   through a block table per sequence (Kwon et al., 2023, vLLM's PagedAttention);
@@ -117,7 +118,8 @@ class PagedKVCache:
         num_layers: how many attention layers store keys and values.
         block_size: positions per block.
         num_blocks: the pool's capacity in blocks; None lets it grow.
-        pool: share another cache's :class:`BlockPool` (``other.pool``) instead of a new one.
+        pool: share another cache's :class:`BlockPool` (``other.pool``) instead of a new one;
+            ``block_size`` and ``num_blocks`` must then agree with it or be left as they are.
     """
 
     def __init__(
@@ -132,6 +134,11 @@ class PagedKVCache:
             pool = BlockPool(num_layers, block_size, num_blocks)
         elif not isinstance(pool, BlockPool) or pool.num_layers != num_layers:
             raise ValueError(f"pool must be a BlockPool of {num_layers} layers")
+        elif block_size not in (16, pool.block_size) or num_blocks not in (None, pool.max_blocks):
+            raise ValueError(
+                f"block_size={block_size} and num_blocks={num_blocks} disagree with the shared "
+                f"pool's {pool.block_size} and {pool.max_blocks}: leave them out with pool="
+            )
         self.pool = pool
         self.num_layers = pool.num_layers
         self.block_size = pool.block_size
@@ -336,7 +343,7 @@ def early_exit(model: nn.Module, num_layers: int) -> nn.Module:
 
     No weight is copied: the draft's modules *are* the model's, so it costs no memory (as in
     LayerSkip, Elhoushi et al., 2024, though that model is trained for early exits and this
-    one is not).
+    one is not). Switching the draft to training mode switches the shared layers too.
 
     Args:
         model: a model with ``layers`` (an ``nn.ModuleList``) and a dataclass ``config`` with

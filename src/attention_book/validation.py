@@ -215,13 +215,19 @@ def check_heads(d_model: int, num_heads: int, num_kv_heads: int | None = None) -
         )
 
 
-def check_cache(cache: object, num_layers: int) -> int:
+def check_cache(cache: object, num_layers: int, rotary: bool = True) -> int:
     """``cache.length`` (0 for None); raise unless ``cache`` follows the protocol of
-    :mod:`attention_book.multihead` with ``num_layers`` layers."""
+    :mod:`attention_book.multihead` with ``num_layers`` layers. A model with absolute positions
+    (``rotary=False``) refuses a cache that rotates keys by their place in it."""
     if cache is None:
         return 0
     if not all(hasattr(cache, name) for name in ("length", "update", "memory_bytes")):
         raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
+    if not rotary and getattr(cache, "rotates_keys", False):
+        raise ValueError(
+            f"{type(cache).__name__} rotates keys by their place in the cache, which needs a "
+            f"model with rotary positions (llama.Llama); this model adds absolute positions"
+        )
     layers = getattr(cache, "num_layers", num_layers)
     if layers != num_layers:
         raise ValueError(
