@@ -171,6 +171,14 @@ def test_temperature_and_top_k_reshape_as_defined():
     )
 
 
+def test_top_k_keeps_every_token_tied_with_the_kth():
+    """As documented: a tie at the k-th logit keeps all the tied tokens."""
+    logits = torch.tensor([3.0, 1.0, 1.0, 0.0])
+    top2 = generation.next_token_distribution(logits, top_k=2)
+    assert int((top2 > 0).sum()) == 3
+    torch.testing.assert_close(top2[:3], torch.softmax(logits[:3], -1))
+
+
 def test_sampled_first_tokens_follow_the_tempered_softmax(model):
     """Chi-square goodness of fit of 20,000 seeded draws against softmax(logits / T)."""
     n, temperature = 20_000, 1.5

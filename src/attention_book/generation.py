@@ -104,7 +104,8 @@ def next_token_distribution(
     """The probabilities a sampler draws the next token from, after the sampling rules.
 
     Temperature divides the logits (below 1 sharpens, above 1 flattens; 0 means greedy: all the
-    probability on the largest logit). ``top_k`` keeps the k most likely tokens; ``top_p`` keeps
+    probability on the largest logit). ``top_k`` keeps the k most likely tokens, and every token
+    tied with the k-th largest logit, so a tie can keep more than k; ``top_p`` keeps
     the smallest set of most likely tokens whose probabilities sum to at least p (the nucleus,
     Holtzman et al., 2020). The kept probabilities are renormalised.
 
