@@ -10,9 +10,9 @@ Reports, in one run:
 * the memory of a mixed batch of 8 sequences in ``serving.PagedKVCache`` (blocks of 16)
   against a contiguous reservation of 2,048 positions each;
 * greedy speculative decoding with prompt lookup against plain cached greedy decoding
-  (``generation.generate``), alternated, on a prompt whose answer repeats it and on an open
-  question, with the acceptance rates; and the early-exit draft (10 of 30 layers) on the
-  question.
+  (``generation.generate``), both stopping at the end-of-turn token, alternated, on a prompt
+  whose answer repeats it and on an open question, with the acceptance rates; and the
+  early-exit draft (10 of 30 layers) on the question.
 
 Bar: on the repeating prompt, speculative decoding is at least 1.2x as fast as plain cached
 greedy decoding, with identical tokens (the open question and the early exit are reported,
@@ -112,18 +112,20 @@ def speculation(model, tokenizer) -> dict:
     """Speculative greedy decoding against plain greedy decoding, alternated."""
     out: dict = {"same_tokens": True}
     draft = serving.early_exit(model, 10)
+    # both stop at the end of the turn, as a served answer does
+    rules = {"temperature": 0, "eos_id": tokenizer.eos_id}
     for name, text in (("repeat", ECHO), ("question", QUESTION)):
         prompt = torch.tensor([tokenizer.chat_ids(text)])
-        plain = generation.generate(model, prompt, NEW_TOKENS, temperature=0)
+        plain = generation.generate(model, prompt, NEW_TOKENS, **rules)
         fast, stats = serving.speculative_generate(
-            model, "prompt_lookup", prompt, NEW_TOKENS, temperature=0
+            model, "prompt_lookup", prompt, NEW_TOKENS, **rules
         )
         out["same_tokens"] &= torch.equal(plain, fast)
         seconds = measure.time_calls(
             {
-                "plain": lambda p=prompt: generation.generate(model, p, NEW_TOKENS, temperature=0),
+                "plain": lambda p=prompt: generation.generate(model, p, NEW_TOKENS, **rules),
                 "lookup": lambda p=prompt: serving.speculative_generate(
-                    model, "prompt_lookup", p, NEW_TOKENS, temperature=0
+                    model, "prompt_lookup", p, NEW_TOKENS, **rules
                 ),
             },
             repeat=REPEATS,
@@ -134,13 +136,13 @@ def speculation(model, tokenizer) -> dict:
         out[f"target_passes_{name}"] = stats["rounds"]
         if name == "question":
             exit_out, exit_stats = serving.speculative_generate(
-                model, draft, prompt, NEW_TOKENS, num_draft=2, temperature=0
+                model, draft, prompt, NEW_TOKENS, num_draft=2, **rules
             )
             out["same_tokens"] &= torch.equal(plain, exit_out)
             exit_s = measure.time_calls(
                 {
                     "exit": lambda p=prompt: serving.speculative_generate(
-                        model, draft, p, NEW_TOKENS, num_draft=2, temperature=0
+                        model, draft, p, NEW_TOKENS, num_draft=2, **rules
                     )
                 },
                 repeat=1,
