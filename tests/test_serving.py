@@ -249,6 +249,18 @@ def test_greedy_speculation_with_itself_accepts_everything(target):
     assert stats == {"proposed": 10, "accepted": 10, "rounds": 3}  # 4 + 1, 4 + 1, 2 + 1
 
 
+def test_speculation_counts_no_draft_after_eos(target):
+    prompt = torch.tensor([[3]])
+    want = generation.generate(target, prompt, 13, temperature=0)
+    assert want[0, 1:4].tolist() == [0, 7, 7]  # <eos> = 7 is the second new token
+    got, stats = serving.speculative_generate(
+        target, target, prompt, 13, num_draft=4, temperature=0, eos_id=7
+    )
+    assert torch.equal(got, want[:, :3])
+    # one round: 4 drafts accepted, but only 2 tokens (up to <eos>) are kept
+    assert stats == {"proposed": 4, "accepted": 2, "rounds": 1}
+
+
 def test_speculation_stops_at_eos(target):
     want = generation.generate(target, PROMPT, 20, temperature=0)
     eos = int(want[0, 8])

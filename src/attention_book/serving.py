@@ -518,11 +518,11 @@ def speculative_generate(
             p = generation.next_token_distribution(logits, **rules)  # (k + 1, V)
             new = accept_reject(p, q, proposed, temperature=temperature, generator=generator)
             n_accepted = len(new) - 1
-            stats["proposed"] += len(proposed)
-            stats["accepted"] += n_accepted
-            stats["rounds"] += 1
             if eos_id is not None and eos_id in new:
                 new = new[: new.index(eos_id) + 1]
+            stats["proposed"] += len(proposed)
+            stats["accepted"] += min(n_accepted, len(new))  # drafts after <eos> are not kept
+            stats["rounds"] += 1
             ids = torch.cat([ids, ids.new_tensor([new])], dim=1)  # (1, L) -> (1, L + n + 1)
             t_cache.crop(L + n_accepted)  # keys of the rejected drafts are dropped
             if d_cache is not None:
