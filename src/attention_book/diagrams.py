@@ -464,21 +464,22 @@ def encoder_decoder() -> Figure:
 def bert_encoder() -> Figure:
     """A BERT sentence encoder: three embeddings summed, N post-LN layers, mean pooling (6.5 x 5.6).
 
-    Suggested alt text: "Block diagram of a BERT sentence encoder, bottom to top. The token
-    ids go into three embedding tables, token, position and token type, whose rows are added
-    and normalised by a LayerNorm. N post-LN encoder layers follow: self-attention with no
+    Suggested alt text: "Block diagram of a BERT sentence encoder, bottom to top. Three
+    embedding tables, each with its own index: token (the token ids), position (0 to T-1) and
+    token type (the segment ids, 0 for one sentence); their rows are added and normalised by a
+    LayerNorm. N post-LN encoder layers follow: self-attention with no
     causal mask, add and LayerNorm, feed-forward, add and LayerNorm. The sentence vector is the
     mean of the last layer's vectors over the real tokens, scaled to length 1."
     """
     fig, ax = _canvas(6.5, 5.6, "A BERT sentence encoder")
     cx, box_h, width = 3.25, 0.36, 2.5
-    _note(ax, cx, 0.18, "token ids: [CLS] the cat sat ... [SEP]   $(B, T)$")
     add = _add(ax, cx, 1.2)
-    for x, name, rows in (
-        (1.35, "token", "30,522"),
-        (3.25, "position", "512"),
-        (5.15, "token type", "2"),
+    for x, name, rows, index in (
+        (1.35, "token", "30,522", "token ids $(B, T)$"),
+        (3.25, "position", "512", "positions $0 \\ldots T-1$"),
+        (5.15, "token type", "2", "type ids (0 here)"),
     ):
+        _note(ax, x, 0.18, index)
         emb = _box(ax, x, 0.72, 1.6, 0.5, name, "embedding", f"{rows} rows")
         _arrow(ax, [(x, 0.3), emb.bottom])
         _arrow(
