@@ -88,6 +88,23 @@ DIAGRAMS = {
             "\\times N",
         ],
     ),
+    "bert_encoder": (
+        diagrams.bert_encoder,
+        [
+            "token ids",
+            "token",
+            "position",
+            "token type",
+            "LayerNorm",
+            "self-attention",
+            "no causal mask",
+            "feed-forward",
+            "add & LayerNorm",
+            "mean over the real tokens",
+            "length 1",
+            "\\times N",
+        ],
+    ),
     "recurrence_vs_attention": (
         diagrams.recurrence_vs_attention,
         ["$x_1$", "$h_1$", "$h_5$", "$y_5$", "recurrent", "self-attention", "5 steps", "1 step"],

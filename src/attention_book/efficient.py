@@ -1,6 +1,7 @@
 """Exact attention without the (T, S) matrix: FlashAttention's tiles and online softmax
-(Milakov and Gimelshein, 2018; Dao et al., 2022). Causal tiles above the diagonal are
-skipped."""
+(Milakov and Gimelshein, 2018, for the running maximum and normaliser; Rabe and Staats, 2021,
+and Dao et al., 2022, for carrying the weighted sum of the values along). Causal tiles above
+the diagonal are skipped."""
 
 from __future__ import annotations
 
