@@ -468,7 +468,8 @@ def bert_encoder() -> Figure:
     embedding tables, each with its own index: token (the token ids), position (0 to T-1) and
     token type (the segment ids, 0 for one sentence); their rows are added and normalised by a
     LayerNorm. N post-LN encoder layers follow: self-attention with no
-    causal mask, add and LayerNorm, feed-forward, add and LayerNorm. The sentence vector is the
+    causal mask, add and LayerNorm, feed-forward, add and LayerNorm, with a residual path
+    around each sub-layer into its add and LayerNorm. The sentence vector is the
     mean of the last layer's vectors over the real tokens, scaled to length 1."
     """
     fig, ax = _canvas(6.5, 5.6, "A BERT sentence encoder")
@@ -491,7 +492,7 @@ def bert_encoder() -> Figure:
     norm = _box(ax, cx, 1.68, width, box_h, "LayerNorm", "norm")
     _arrow(ax, [add.top, norm.bottom])
     _note(ax, cx + width / 2 + 0.1, 1.68, "$(B, T, D)$", ha="left")
-    _frame(ax, cx - width / 2 - 0.1, 2.0, cx + width / 2 + 0.1, 4.1, r"$\times N$")
+    _frame(ax, cx - width / 2 - 0.1, 1.94, cx + width / 2 + 0.4, 4.1, r"$\times N$")
     _note(ax, cx - width / 2 - 0.18, 3.05, "post-LN\nencoder\nlayer", ha="right", style="italic")
     blocks = [
         ("self-attention", "attention", "no causal mask"),
@@ -499,10 +500,15 @@ def bert_encoder() -> Figure:
         ("feed-forward", "feedforward", "GELU"),
         ("add & LayerNorm", "norm", None),
     ]
-    below = norm.top
+    below, skip, branch = norm.top, cx + width / 2 + 0.22, 0.0
     for i, (label, kind, sub) in enumerate(blocks):
         box = _box(ax, cx, 2.3 + 0.5 * i, width, 0.4 if sub else box_h, label, kind, sub)
         _arrow(ax, [below, box.bottom])
+        if sub:  # the residual path branches off below each sub-layer
+            branch = box.bottom[1] - 0.07
+            ax.plot([cx], [branch], marker="o", markersize=3.5, color=_INK, zorder=3)
+        else:  # ... and joins at its add & LayerNorm
+            _arrow(ax, [(cx, branch), (skip, branch), (skip, box.y), box.right])
         below = box.top
     pool = _box(ax, cx, 4.45, width, 0.44, "mean over the real tokens", "op", "padding left out")
     scale = _box(ax, cx, 5.0, width, box_h, "scale to length 1", "op")
