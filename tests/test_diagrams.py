@@ -92,6 +92,8 @@ DIAGRAMS = {
         diagrams.bert_encoder,
         [
             "token ids",
+            "positions $0",
+            "type ids (0 here)",
             "token",
             "position",
             "token type",

@@ -156,6 +156,25 @@ def test_rotating_in_the_cache_equals_rotating_before_it_while_nothing_is_evicte
     torch.testing.assert_close(positional.rotate(stored, cos.double(), sin.double()), plain.keys[0])
 
 
+def test_generate_streams_past_max_len_with_a_sink_cache():
+    """A sink cache keeps positions below its size, so generate may run past max_len."""
+    short = tiny(4, dataclasses.replace(CONFIG, max_len=16))
+    prompt = torch.tensor([[3, 1, 4]])
+    cache = serving.SinkCache(CONFIG.num_layers, num_sink=2, window=6)
+    out = generation.generate(short, prompt, 48, temperature=0, cache=cache)  # 3 x max_len
+    assert out.shape == (1, 51) and cache.seen == 50 and cache.length == 8
+    step_cache = serving.SinkCache(CONFIG.num_layers, num_sink=2, window=6)
+    ids = prompt
+    for _ in range(48):  # the same greedy tokens, fed by hand
+        logits = short(ids if step_cache.length == 0 else ids[:, -1:], cache=step_cache)
+        ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, ids)
+    with pytest.raises(ValueError, match="exceeds the model's max_len=16"):  # the prompt must fit
+        generation.generate(short, torch.zeros(1, 17, dtype=torch.long), 1, cache=cache)
+    with pytest.raises(ValueError, match="exceeds the model's max_len=16"):  # a plain cache grows
+        generation.generate(short, prompt, 14, cache=generation.KVCache(CONFIG.num_layers))
+
+
 def test_a_model_with_absolute_positions_refuses_the_sink_cache():
     config = gpt.GPTConfig(vocab_size=8, d_model=8, num_heads=2, num_layers=2, d_ff=16, max_len=32)
     model = gpt.GPT(config).eval()

@@ -464,21 +464,23 @@ def encoder_decoder() -> Figure:
 def bert_encoder() -> Figure:
     """A BERT sentence encoder: three embeddings summed, N post-LN layers, mean pooling (6.5 x 5.6).
 
-    Suggested alt text: "Block diagram of a BERT sentence encoder, bottom to top. The token
-    ids go into three embedding tables, token, position and token type, whose rows are added
-    and normalised by a LayerNorm. N post-LN encoder layers follow: self-attention with no
-    causal mask, add and LayerNorm, feed-forward, add and LayerNorm. The sentence vector is the
+    Suggested alt text: "Block diagram of a BERT sentence encoder, bottom to top. Three
+    embedding tables, each with its own index: token (the token ids), position (0 to T-1) and
+    token type (the segment ids, 0 for one sentence); their rows are added and normalised by a
+    LayerNorm. N post-LN encoder layers follow: self-attention with no
+    causal mask, add and LayerNorm, feed-forward, add and LayerNorm, with a residual path
+    around each sub-layer into its add and LayerNorm. The sentence vector is the
     mean of the last layer's vectors over the real tokens, scaled to length 1."
     """
     fig, ax = _canvas(6.5, 5.6, "A BERT sentence encoder")
     cx, box_h, width = 3.25, 0.36, 2.5
-    _note(ax, cx, 0.18, "token ids: [CLS] the cat sat ... [SEP]   $(B, T)$")
     add = _add(ax, cx, 1.2)
-    for x, name, rows in (
-        (1.35, "token", "30,522"),
-        (3.25, "position", "512"),
-        (5.15, "token type", "2"),
+    for x, name, rows, index in (
+        (1.35, "token", "30,522", "token ids $(B, T)$"),
+        (3.25, "position", "512", "positions $0 \\ldots T-1$"),
+        (5.15, "token type", "2", "type ids (0 here)"),
     ):
+        _note(ax, x, 0.18, index)
         emb = _box(ax, x, 0.72, 1.6, 0.5, name, "embedding", f"{rows} rows")
         _arrow(ax, [(x, 0.3), emb.bottom])
         _arrow(
@@ -490,7 +492,7 @@ def bert_encoder() -> Figure:
     norm = _box(ax, cx, 1.68, width, box_h, "LayerNorm", "norm")
     _arrow(ax, [add.top, norm.bottom])
     _note(ax, cx + width / 2 + 0.1, 1.68, "$(B, T, D)$", ha="left")
-    _frame(ax, cx - width / 2 - 0.1, 2.0, cx + width / 2 + 0.1, 4.1, r"$\times N$")
+    _frame(ax, cx - width / 2 - 0.1, 1.94, cx + width / 2 + 0.4, 4.1, r"$\times N$")
     _note(ax, cx - width / 2 - 0.18, 3.05, "post-LN\nencoder\nlayer", ha="right", style="italic")
     blocks = [
         ("self-attention", "attention", "no causal mask"),
@@ -498,10 +500,15 @@ def bert_encoder() -> Figure:
         ("feed-forward", "feedforward", "GELU"),
         ("add & LayerNorm", "norm", None),
     ]
-    below = norm.top
+    below, skip, branch = norm.top, cx + width / 2 + 0.22, 0.0
     for i, (label, kind, sub) in enumerate(blocks):
         box = _box(ax, cx, 2.3 + 0.5 * i, width, 0.4 if sub else box_h, label, kind, sub)
         _arrow(ax, [below, box.bottom])
+        if sub:  # the residual path branches off below each sub-layer
+            branch = box.bottom[1] - 0.07
+            ax.plot([cx], [branch], marker="o", markersize=3.5, color=_INK, zorder=3)
+        else:  # ... and joins at its add & LayerNorm
+            _arrow(ax, [(cx, branch), (skip, branch), (skip, box.y), box.right])
         below = box.top
     pool = _box(ax, cx, 4.45, width, 0.44, "mean over the real tokens", "op", "padding left out")
     scale = _box(ax, cx, 5.0, width, box_h, "scale to length 1", "op")

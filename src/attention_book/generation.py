@@ -176,7 +176,9 @@ def generate(
         generator: a seeded ``torch.Generator`` makes sampling reproducible.
         cache: a fresh (empty) cache that follows the protocol of
             :mod:`attention_book.multihead`, such as :class:`attention_book.serving.PagedKVCache`;
-            None means a new :class:`KVCache` (with ``use_cache``).
+            None means a new :class:`KVCache` (with ``use_cache``). With a cache that rotates
+            keys by their place in it (``rotates_keys``), only the prompt must fit in
+            ``max_len``: the text may grow past it.
 
     Returns:
         ``(B, T + n)`` ids, the prompts followed by n <= ``max_new_tokens`` new tokens.
@@ -194,7 +196,11 @@ def generate(
             f"decoding.beam_search"
         )
     max_len = model.config.max_len
-    if ids.shape[1] + max_new_tokens > max_len:
+    # A cache that rotates keys by their place in it (serving.SinkCache) keeps positions below
+    # its own size however long the text, so only the prompt must fit; the model checks each
+    # step's positions itself.
+    streams = use_cache and getattr(cache, "rotates_keys", False)
+    if ids.shape[1] + (0 if streams else max_new_tokens) > max_len:
         raise ValueError(
             f"a prompt of {ids.shape[1]} tokens plus max_new_tokens={max_new_tokens} exceeds the "
             f"model's max_len={max_len}"

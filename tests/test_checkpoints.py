@@ -1,0 +1,121 @@
+"""Tests for attention_book.checkpoints: the shipped dates models and the training behind them."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from attention_book import checkpoints, gpt, reproducibility, train, transformer
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The checkpoints were trained at the book's one thread; so are these tests."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kind", checkpoints.KINDS)
+def test_load_gives_the_trained_model_in_eval_mode_with_its_metadata(kind):
+    model, meta = checkpoints.load_dates_checkpoint(kind)
+    expected = gpt.GPT if kind == "gpt" else transformer.Transformer
+    assert isinstance(model, expected) and not model.training
+    fresh = checkpoints.new_model(kind)
+    shapes = {k: v.shape for k, v in fresh.state_dict().items()}
+    assert {k: v.shape for k, v in model.state_dict().items()} == shapes
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True)
+    )
+    assert meta["kind"] == kind and meta["steps"] == 300 and meta["seed"] == 0
+    assert len(meta["losses"]) == 300 and all(math.isfinite(x) for x in meta["losses"])
+    assert meta["losses"][0] > 2.0 > 0.05 > meta["losses"][-1]
+    assert meta["exact_match"] >= 0.97 and meta["torch_version"]
+    if kind == "gpt":  # tied: one matrix for the embedding and the output layer
+        assert model.lm_head.weight is model.embed.weight
+
+
+def test_the_shipped_metadata_is_small_json_beside_the_weights():
+    for kind in checkpoints.KINDS:
+        weights, meta_path = checkpoints.checkpoint_paths(kind)
+        assert weights.suffix == ".safetensors" and weights.stat().st_size < 1_000_000
+        assert json.loads(meta_path.read_text())["recipe"]["lr"] == 5e-3
+
+
+def test_unknown_kind_and_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="kind"):
+        checkpoints.load_dates_checkpoint("bert")
+    with pytest.raises(ValueError, match="kind"):
+        checkpoints.train_dates_model("bert")
+    with pytest.raises(ValueError, match="stop_after"):
+        checkpoints.train_dates_model("gpt", 10, stop_after=11)
+    with pytest.raises(ValueError, match="loss_on_source"):
+        checkpoints.train_dates_model("encdec", loss_on_source=True)
+    with pytest.raises(TypeError, match="on_step"):
+        checkpoints.train_dates_model("gpt", on_step="every 10 steps")
+
+
+def test_a_missing_checkpoint_names_the_script(monkeypatch, tmp_path):
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="make_checkpoints"):
+        checkpoints.load_dates_checkpoint("gpt")
+
+
+@pytest.mark.parametrize("kind", checkpoints.KINDS)
+def test_a_short_run_repeats_the_first_logged_losses(kind):
+    _, meta = checkpoints.load_dates_checkpoint(kind)
+    calls = []
+    state = torch.random.get_rng_state()
+    model, history = checkpoints.train_dates_model(
+        kind, stop_after=3, progress=False, on_step=lambda net, step: calls.append(step)
+    )
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is untouched
+    assert calls == [0, 1, 2] and not model.training
+    torch.testing.assert_close(
+        torch.tensor(history.losses), torch.tensor(meta["losses"][:3]), atol=1e-3, rtol=0
+    )
+
+
+def test_the_source_loss_changes_only_the_labels():
+    _, target_only = checkpoints.train_dates_model("gpt", stop_after=1, progress=False)
+    _, both = checkpoints.train_dates_model(
+        "gpt", stop_after=1, progress=False, loss_on_source=True
+    )
+    # the same initial model and batch, scored on more (and easier) positions
+    assert both.losses[0] != target_only.losses[0]
+
+
+def test_save_and_load_round_trip(monkeypatch, tmp_path):
+    torch.manual_seed(0)
+    model = checkpoints.new_model("encdec")
+    history = train.History(losses=[2.5, 2.0])
+    monkeypatch.setattr(checkpoints, "held_out_examples", lambda n=1000: [])
+    monkeypatch.setattr(checkpoints, "exact_match", lambda net, kind, examples: 0.5)
+    meta = checkpoints.save_dates_checkpoint(model, "encdec", history, seed=3, directory=tmp_path)
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
+    loaded, meta_back = checkpoints.load_dates_checkpoint("encdec")
+    assert meta_back == meta and meta["steps"] == 2 and meta["exact_match"] == 0.5
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="no step"):
+        checkpoints.save_dates_checkpoint(model, "encdec", train.History(), seed=0)
+
+
+def test_exact_match_rejects_no_examples():
+    model = checkpoints.new_model("gpt")
+    with pytest.raises(ValueError, match="empty"):
+        checkpoints.exact_match(model, "gpt", [])
+
+
+@pytest.mark.parametrize("kind", checkpoints.KINDS)
+def test_retraining_from_scratch_reaches_the_shipped_exact_match(kind):
+    """The full 300 steps (about 2 minutes for the GPT): the shipped weights are what this
+    code trains."""
+    _, meta = checkpoints.load_dates_checkpoint(kind)
+    reproducibility.set_seed(0, threads=1)
+    model, _ = checkpoints.train_dates_model(kind, progress=False)
+    em = checkpoints.exact_match(model, kind, checkpoints.held_out_examples())
+    assert em >= 0.97 and abs(em - meta["exact_match"]) <= 0.02
