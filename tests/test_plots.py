@@ -59,3 +59,24 @@ def test_book_style_sets_dpi_and_readable_fonts():
         ax = plots.attention_heatmap(torch.full((2, 2), 0.5), ["a", "b"], ax=ax)
         assert min(t.get_fontsize() for t in ax.texts) >= plots.MIN_FONT_PT
         plt.close(fig)
+
+
+def test_log_ticks_round_values_inside_limits():
+    fig, ax = plt.subplots()
+    ax.loglog([2048, 4096, 8192], [80.0, 450.0, 1700.0])
+    plots.log_ticks(ax, (2048, 4096, 8192))
+    low, high = ax.get_ylim()
+    ticks = list(ax.get_yticks())
+    assert ticks and all(low <= t <= high for t in ticks)
+    assert {100.0, 300.0, 1000.0} <= set(ticks)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2,048", "4,096", "8,192"]
+    assert "1,000" in [t.get_text() for t in ax.get_yticklabels()]
+    plt.close(fig)
+
+
+def test_log_ticks_rejects_non_positive_limits():
+    fig, ax = plt.subplots()
+    ax.plot([0.0, 1.0], [-1.0, 1.0])
+    with pytest.raises(ValueError, match="positive y limits"):
+        plots.log_ticks(ax, (0.5,))
+    plt.close(fig)

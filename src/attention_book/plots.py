@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -100,3 +101,24 @@ def attention_heatmap(
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="weight")
     return ax
+
+
+def log_ticks(ax: Axes, x_ticks: Sequence[float]) -> None:
+    """Label log-log axes at round values, without minor tick labels.
+
+    Args:
+        ax: axes whose data are already drawn on log scales.
+        x_ticks: the x values to label (the lengths measured, say).
+
+    The y axis gets ticks at 1, 3, 10, 30, ... times powers of ten inside its current
+    limits, which it keeps."""
+    ax.set_xticks(x_ticks, [f"{t:,g}" for t in x_ticks])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    low, high = ax.get_ylim()
+    if not 0 < low < high:
+        raise ValueError(f"log_ticks needs positive y limits, got ({low}, {high})")
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    ticks = [c * 10.0**e for e in decades for c in (1, 3)]
+    ticks = [t for t in ticks if low <= t <= high]
+    ax.set(yticks=ticks, yticklabels=[f"{t:,g}" for t in ticks], ylim=(low, high))
