@@ -173,6 +173,12 @@ def test_generate_streams_past_max_len_with_a_sink_cache():
         generation.generate(short, torch.zeros(1, 17, dtype=torch.long), 1, cache=cache)
     with pytest.raises(ValueError, match="exceeds the model's max_len=16"):  # a plain cache grows
         generation.generate(short, prompt, 14, cache=generation.KVCache(CONFIG.num_layers))
+    too_big = serving.SinkCache(CONFIG.num_layers, num_sink=4, window=12)  # 16 + 1 > 16
+    with pytest.raises(ValueError, match="holds up to 16 positions"):  # refused up front
+        generation.generate(short, prompt, 48, cache=too_big)
+    assert too_big.length == 0
+    out = generation.generate(short, prompt, 12, temperature=0, cache=too_big)  # never full
+    assert out.shape == (1, 15)
 
 
 def test_a_model_with_absolute_positions_refuses_the_sink_cache():

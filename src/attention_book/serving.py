@@ -468,7 +468,8 @@ def speculative_generate(
 
     Returns:
         ``(ids, stats)``: ``(1, T + n)`` ids, and ``stats`` with ``proposed``, ``accepted``
-        (draft tokens) and ``rounds`` (target forward passes).
+        (draft tokens) and ``rounds`` (target forward passes). Drafts after ``eos_id`` in a
+        round count as proposed but not accepted, even where they matched.
     """
     num_draft = validation.check_positive_int("num_draft", num_draft)
     generation._check_sampling(temperature, top_k, top_p)
