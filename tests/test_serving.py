@@ -382,3 +382,10 @@ def test_memory_bandwidth_is_a_plausible_positive_rate():
     assert 0.1 < gbps < 10_000
     with pytest.raises(ValueError, match="num_bytes"):
         measure.memory_bandwidth(num_bytes=0)
+
+
+def test_the_streaming_text_ships_with_the_package():
+    from importlib import resources
+
+    text = (resources.files("attention_book") / "texts" / "streaming.md").read_text()
+    assert text.startswith("# Attention, Executed") and len(text.split()) > 150
