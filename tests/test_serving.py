@@ -176,9 +176,20 @@ def test_generate_streams_past_max_len_with_a_sink_cache():
     too_big = serving.SinkCache(CONFIG.num_layers, num_sink=4, window=12)  # 16 + 1 > 16
     with pytest.raises(ValueError, match="holds up to 16 positions"):  # refused up front
         generation.generate(short, prompt, 48, cache=too_big)
-    assert too_big.length == 0
+    assert too_big.length == 0 and too_big.capacity == 16
     out = generation.generate(short, prompt, 12, temperature=0, cache=too_big)  # never full
     assert out.shape == (1, 15)
+
+
+def test_generate_needs_the_capacity_of_a_cache_that_rotates_keys():
+    """A rotating cache without a capacity cannot be checked against max_len: refused."""
+
+    class NoCapacity(serving.SinkCache):
+        capacity = None
+
+    model = tiny(4)
+    with pytest.raises(TypeError, match="must give its capacity"):
+        generation.generate(model, PROMPT, 2, cache=NoCapacity(CONFIG.num_layers))
 
 
 def test_a_model_with_absolute_positions_refuses_the_sink_cache():
@@ -195,6 +206,9 @@ def test_a_shared_pool_refuses_other_sizes():
     assert serving.PagedKVCache(2, 4, 8, pool=pool).pool is pool  # the same sizes
     with pytest.raises(ValueError, match="block_size=8"):
         serving.PagedKVCache(2, block_size=8, pool=pool)
+    with pytest.raises(ValueError, match="block_size=16"):  # the default's value, given
+        serving.PagedKVCache(2, block_size=16, pool=pool)
+    assert serving.PagedKVCache(2).block_size == 16  # the default without a pool
     with pytest.raises(ValueError, match="num_blocks=3"):
         serving.PagedKVCache(2, num_blocks=3, pool=pool)
 

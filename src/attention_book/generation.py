@@ -178,7 +178,7 @@ def generate(
             :mod:`attention_book.multihead`, such as :class:`attention_book.serving.PagedKVCache`;
             None means a new :class:`KVCache` (with ``use_cache``). With a cache that rotates
             keys by their place in it (``rotates_keys``), only the prompt, and the cache's
-            size plus one, must fit in ``max_len``: the text may grow past it.
+            ``capacity`` plus one, must fit in ``max_len``: the text may grow past it.
 
     Returns:
         ``(B, T + n)`` ids, the prompts followed by n <= ``max_new_tokens`` new tokens.
@@ -197,15 +197,21 @@ def generate(
         )
     max_len = model.config.max_len
     # A cache that rotates keys by their place in it (serving.SinkCache) keeps positions below
-    # its own size however long the text, so only the prompt must fit; the model checks each
+    # its capacity however long the text, so only the prompt must fit; the model checks each
     # step's positions itself.
     streams = use_cache and getattr(cache, "rotates_keys", False)
-    held = getattr(cache, "num_sink", 0) + getattr(cache, "window", 0)
-    if streams and held and min(held, ids.shape[1] + max_new_tokens - 1) + 1 > max_len:
-        raise ValueError(  # checked now, not when the cache fills
-            f"the cache holds up to {held} positions, which plus one new token exceed the "
-            f"model's max_len={max_len}"
-        )
+    if streams:
+        capacity = getattr(cache, "capacity", None)
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise TypeError(
+                f"a cache that rotates keys must give its capacity (the most positions it "
+                f"holds) as a positive int, got {capacity!r}"
+            )
+        if min(capacity, ids.shape[1] + max_new_tokens - 1) + 1 > max_len:
+            raise ValueError(  # checked now, not when the cache fills
+                f"the cache holds up to {capacity} positions, which plus one new token exceed "
+                f"the model's max_len={max_len}"
+            )
     if ids.shape[1] + (0 if streams else max_new_tokens) > max_len:
         raise ValueError(
             f"a prompt of {ids.shape[1]} tokens plus max_new_tokens={max_new_tokens} exceeds the "

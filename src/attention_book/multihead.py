@@ -11,7 +11,8 @@ finds its entry by its own ``layer_idx``, as transformers' ``LlamaAttention`` do
 
 Two optional extensions (:mod:`attention_book.serving`): ``cache.rotates_keys = True`` (the
 cache keeps keys before RoPE; the model rotates the keys it returns by their position in the
-cache) and ``cache.crop(length)`` (forget the positions from ``length`` on)."""
+cache, and ``cache.capacity`` tells the most positions it holds) and ``cache.crop(length)``
+(forget the positions from ``length`` on)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ Two extensions of the protocol, both optional and read with ``getattr``:
 * ``cache.rotates_keys = True``: the cache keeps keys *before* the rotary position embedding
   and the model rotates the keys it returns by their position inside the cache, and each new
   query by its own position there (:class:`SinkCache`). Positions then stay below the cache's
-  size, however long the text;
+  size, however long the text; such a cache also tells that size, ``cache.capacity`` (the most
+  positions it holds between updates), which :func:`generation.generate` checks up front;
 * ``cache.crop(length)`` forgets every position from ``length`` on (used by
   :func:`speculative_generate` to drop rejected draft tokens).
 
@@ -106,6 +107,13 @@ class BlockPool:
         return total
 
 
+class _DefaultBlockSize(int):
+    """The default ``block_size``, 16, told apart from an explicit 16 by identity."""
+
+
+_DEFAULT_BLOCK_SIZE = _DefaultBlockSize(16)
+
+
 class PagedKVCache:
     """A key-value cache in fixed-size blocks from a pool, with a block table per sequence.
 
@@ -125,7 +133,7 @@ class PagedKVCache:
     def __init__(
         self,
         num_layers: int,
-        block_size: int = 16,
+        block_size: int = _DEFAULT_BLOCK_SIZE,
         num_blocks: int | None = None,
         *,
         pool: BlockPool | None = None,
@@ -134,7 +142,9 @@ class PagedKVCache:
             pool = BlockPool(num_layers, block_size, num_blocks)
         elif not isinstance(pool, BlockPool) or pool.num_layers != num_layers:
             raise ValueError(f"pool must be a BlockPool of {num_layers} layers")
-        elif block_size not in (16, pool.block_size) or num_blocks not in (None, pool.max_blocks):
+        elif (block_size is not _DEFAULT_BLOCK_SIZE and block_size != pool.block_size) or (
+            num_blocks not in (None, pool.max_blocks)
+        ):
             raise ValueError(
                 f"block_size={block_size} and num_blocks={num_blocks} disagree with the shared "
                 f"pool's {pool.block_size} and {pool.max_blocks}: leave them out with pool="
@@ -233,6 +243,11 @@ class SinkCache(generation.LayerCache):
         self.window = validation.check_positive_int("window", window)
         self.seen = 0  # positions read so far, evicted or not (layer 0)
 
+    @property
+    def capacity(self) -> int:
+        """The most positions held between updates: ``num_sink + window``."""
+        return self.num_sink + self.window
+
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append unrotated keys and values; return the held ones plus the new, then evict.
 
@@ -247,7 +262,7 @@ class SinkCache(generation.LayerCache):
         if layer == 0:
             self.seen += v.shape[-2] - self.length  # the new positions
         keep_k, keep_v = k, v
-        if k.shape[-2] > self.num_sink + self.window:
+        if k.shape[-2] > self.capacity:
             s, w = self.num_sink, self.window
             keep_k = torch.cat([k[..., :s, :], k[..., -w:, :]], dim=-2)  # (B, H_kv, s + w, d)
             keep_v = torch.cat([v[..., :s, :], v[..., -w:, :]], dim=-2)  # (B, H_kv, s + w, d)
