@@ -11,15 +11,17 @@ alternates, so that neither model always runs first.
 (3) the same for the decoder-only GPT of chapter 12 (``gpt.dates_config(recipe)``, 1% fewer
 parameters than the encoder-decoder), trained with the same recipe, steps and batches of 128,
 on the same pairs written as one sequence ``source <bos> target <eos>`` with the loss on the
-target, and decoded greedily (``generation.generate_many``, with the KV cache) on the same
-2,000 held-out dates; its training step is timed in the same interleaved loop.
+target, and decoded greedily (with the KV cache) on the same 2,000 held-out dates; its
+training step is timed in the same interleaved loop.
+
+Both models are trained by ``checkpoints.train_dates_model``, the function that made chapter
+12's saved runs, for ``--steps`` steps (default ``dates.RECIPE.steps``, 500), and scored by
+``checkpoints.exact_match`` on ``checkpoints.held_out_examples(2000)``.
 
 The bar: exact match >= 0.99 within 120 s of training for each of the two models, and a
-step-time ratio (ours against ``torch.nn.Transformer``) <= 1.2.
-Hyperparameters come from ``attention_book.dates.RECIPE`` (shared with chapters 11 and 12);
-PyTorch runs ``--threads`` threads (default: the book's one). Prints progress to stderr and,
-last, one JSON line to stdout (with the thread count and the load average); exits with status 1
-if the bar is missed.
+step-time ratio (ours against ``torch.nn.Transformer``) <= 1.2. PyTorch runs ``--threads``
+threads (default: the book's one). Prints progress to stderr and, last, one JSON line to
+stdout (with the thread count and the load average); exits with status 1 if the bar is missed.
 
 Usage: python benchmarks/train_dates.py [--threads N] [--load N] [--steps N]
 """
@@ -37,9 +39,9 @@ import torch
 from torch import Tensor, nn
 
 from attention_book import (
+    checkpoints,
     dates,
     decoding,
-    generation,
     gpt,
     positional,
     reproducibility,
@@ -48,7 +50,6 @@ from attention_book import (
 )
 
 TEST_EXAMPLES = 2000
-TEST_SEED = 12345
 TIMING_STEPS = 60
 TIMING_WARMUP = 5
 BAR_EXACT_MATCH = 0.99
@@ -155,46 +156,35 @@ def step_times(
     return times
 
 
-def train_gpt(recipe: dates.Recipe, train_examples: list, test_examples: list) -> dict:
-    """Train the GPT with the recipe and measure its greedy exact match on the test dates."""
-    inputs, labels = dates.encode_lm_examples(train_examples)
-    model = gpt.GPT(gpt.dates_config(recipe))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
-    )
-    schedule = train.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
-    loss_fn = train.batch_loss_fn(inputs, labels, recipe.batch_size, task="lm", seed=recipe.seed)
+def train_and_score(kind: str, steps: int, test_examples: list) -> dict:
+    """Train ``kind`` with ``checkpoints.train_dates_model`` (the recipe, ``steps`` steps) and
+    measure its greedy exact match on ``test_examples``; keys are prefixed ``gpt_`` for the GPT."""
     start = time.perf_counter()
-    history = train.fit(
-        model, loss_fn, recipe.steps, optimizer=optimizer, scheduler=schedule, progress=False
-    )
+    model, history = checkpoints.train_dates_model(kind, steps, progress=False)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    prompts = [dates.lm_sequence(e)[: len(e.source) + 1] for e in test_examples]  # source <bos>
-    outputs = generation.generate_many(
-        model, prompts, dates.TARGET_LEN - 1, temperature=0, eos_id=dates.EOS_ID
-    )
+    exact = checkpoints.exact_match(model, kind, test_examples)
     decode_seconds = time.perf_counter() - start
-    # Exact match through <eos>: the ten characters, then <eos> (an output that never ends fails).
-    wanted = [dates.SOURCE_VOCAB.encode(e.target) for e in test_examples]
-    exact = sum(o == w for o, w in zip(outputs, wanted, strict=True)) / len(test_examples)
-    errors = [
-        (e.source, dates.SOURCE_VOCAB.decode(o))
-        for e, o, w in zip(test_examples, outputs, wanted, strict=True)
-        if o != w
-    ]
+    name = "GPT" if kind == "gpt" else "encoder-decoder"
     print(
-        f"GPT: trained in {train_seconds:.1f} s; exact match {exact:.4f}; errors {errors[:5]}",
+        f"{name}: {steps} steps in {train_seconds:.1f} s; exact match {exact:.4f}",
         file=sys.stderr,
         flush=True,
     )
-    return {
-        "gpt_exact_match": exact,
-        "gpt_seconds": round(train_seconds, 2),
-        "gpt_greedy_decode_seconds": round(decode_seconds, 2),
-        "gpt_final_loss": round(history.final_loss, 5),
-        "gpt_parameters": transformer.count_parameters(model),
+    result = {
+        "exact_match": exact,
+        "seconds": round(train_seconds, 2),
+        "greedy_decode_seconds": round(decode_seconds, 2),
+        "final_loss": round(history.final_loss, 5),
+        "parameters": transformer.count_parameters(model),
     }
+    if kind == "encdec":  # beam search, for comparison with greedy
+        src, tgt = dates.encode_examples(test_examples)  # (N, S), (N, 12)
+        _, labels = train.teacher_forcing(tgt)  # (N, 11): the target and <eos>
+        beam, _ = decoding.beam_search(model, src, dates.TARGET_LEN - 1, beam_width=4)
+        result["exact_match_beam4"] = decoding.exact_match_ids(beam, labels)
+        return result
+    return {f"gpt_{k}": v for k, v in result.items()}
 
 
 def median_and_iqr(values: list[float]) -> tuple[float, float]:
@@ -207,60 +197,26 @@ def measure(recipe: dates.Recipe) -> dict:
     """Train and evaluate both models with ``recipe``, then time their training steps."""
     start = time.perf_counter()
     train_examples = dates.sample(recipe.train_examples, "train", seed=recipe.seed)
-    test_examples = dates.sample(TEST_EXAMPLES, "test", seed=TEST_SEED, distinct_dates=True)
-    test_src, test_tgt = dates.encode_examples(test_examples)
+    test_examples = checkpoints.held_out_examples(TEST_EXAMPLES)
     train_src, train_tgt = dates.encode_examples(train_examples)
-    _, test_labels = train.teacher_forcing(test_tgt)  # (N, 11): the target and <eos>
     data_seconds = time.perf_counter() - start
-
-    model = transformer.Transformer(transformer.dates_config(recipe))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
-    )
-    schedule = train.warmup_cosine_schedule(optimizer, recipe.warmup_steps, recipe.steps)
-    loss_fn = train.batch_loss_fn(
-        train_src,
-        train_tgt,
-        recipe.batch_size,
-        label_smoothing=recipe.label_smoothing,
-        seed=recipe.seed,
-    )
-    start = time.perf_counter()
-    history = train.fit(
-        model, loss_fn, recipe.steps, optimizer=optimizer, scheduler=schedule, progress=False
-    )
-    train_seconds = time.perf_counter() - start
-    print(f"trained {recipe.steps} steps in {train_seconds:.1f} s", file=sys.stderr, flush=True)
-
-    start = time.perf_counter()
-    max_len = dates.TARGET_LEN - 1
-    greedy = decoding.greedy_decode(model, test_src, max_len)  # (N, L)
-    greedy_seconds = time.perf_counter() - start
-    beam, _ = decoding.beam_search(model, test_src, max_len, beam_width=4)  # (N, L)
-    exact_match = decoding.exact_match_ids(greedy, test_labels)
-    texts = dates.TARGET_VOCAB.decode_batch(greedy)
-    errors = [(e.source, p) for e, p in zip(test_examples, texts, strict=True) if p != e.target]
-    print(f"exact match {exact_match:.4f}; errors: {errors[:5]}", file=sys.stderr, flush=True)
-
-    gpt_result = train_gpt(recipe, train_examples, test_examples)
+    encdec = train_and_score("encdec", recipe.steps, test_examples)
+    gpt_result = train_and_score("gpt", recipe.steps, test_examples)
     times = step_times(recipe, train_src, train_tgt, *dates.encode_lm_examples(train_examples))
     gpt_ms, gpt_iqr = median_and_iqr(times["gpt"])
     ours_ms, ours_iqr = median_and_iqr(times["ours"])
     torch_ms, torch_iqr = median_and_iqr(times["torch"])
     return {
         "benchmark": "train_dates",
-        "exact_match": exact_match,
-        "exact_match_beam4": decoding.exact_match_ids(beam, test_labels),
-        "seconds": round(train_seconds, 2),
+        **encdec,
         "data_seconds": round(data_seconds, 2),
-        "greedy_decode_seconds": round(greedy_seconds, 2),
         "test_examples": TEST_EXAMPLES,
         "test_distinct_dates": len({e.date for e in test_examples}),
         "steps": recipe.steps,
         "batch_size": recipe.batch_size,
-        "final_loss": round(history.final_loss, 5),
-        "parameters": transformer.count_parameters(model),
-        "parameters_torch": transformer.count_parameters(TorchSeq2Seq(model.config)),
+        "parameters_torch": transformer.count_parameters(
+            TorchSeq2Seq(transformer.dates_config(recipe))
+        ),
         "timing_steps": TIMING_STEPS,
         "step_ms_ours": round(ours_ms, 2),
         "step_ms_ours_iqr": round(ours_iqr, 2),

@@ -439,7 +439,7 @@ class Recipe:
     dropout: float = 0.0
     train_examples: int = 50_000
     batch_size: int = 128
-    steps: int = 600
+    steps: int = 500
     notebook_steps: int = 400
     lr: float = 5e-3
     warmup_steps: int = 60
