@@ -1,8 +1,8 @@
 """Trained dates models: the training that makes them, and the weights it saved.
 
-Chapter 12 compares a GPT with chapter 11's encoder-decoder after 300 steps of chapter 11's
-recipe, about two minutes of training at one thread. The chapter trains the first steps
-live with :func:`train_dates_model` and loads the rest with :func:`load_dates_checkpoint`:
+Chapter 11 trains its encoder-decoder for 300 steps of its recipe, and chapter 12 compares a
+GPT with it after the same 300 steps: minutes of training at one thread. Each chapter trains
+the first steps live and loads the rest with :func:`load_dates_checkpoint`:
 weights that ``scripts/make_checkpoints.py`` wrote by calling the same function, together
 with every step's training loss, so the chapter can check that its live steps are the saved
 run's first steps. ``tests/test_checkpoints.py`` retrains both and checks the shipped files.
