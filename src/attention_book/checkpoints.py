@@ -2,7 +2,7 @@
 
 Chapter 11 trains its encoder-decoder for 300 steps of its recipe, and chapter 12 compares a
 GPT with it after the same 300 steps: minutes of training at one thread. Each chapter trains
-the first steps live and loads the rest with :func:`load_dates_checkpoint`:
+the first steps live and loads the full run with :func:`load_dates_checkpoint`:
 weights that ``scripts/make_checkpoints.py`` wrote by calling the same function, together
 with every step's training loss, so the chapter can check that its live steps are the saved
 run's first steps. ``tests/test_checkpoints.py`` retrains both and checks the shipped files.
