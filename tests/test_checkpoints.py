@@ -1,5 +1,6 @@
 """Tests for attention_book.checkpoints: the shipped dates models and the training behind them."""
 
+import copy
 import dataclasses
 import json
 import math
@@ -81,11 +82,36 @@ def test_a_short_run_repeats_the_first_logged_losses(kind):
 
 
 def test_the_source_loss_changes_only_the_labels():
-    _, target_only = checkpoints.train_dates_model("gpt", stop_after=1, progress=False)
-    _, both = checkpoints.train_dates_model(
-        "gpt", stop_after=1, progress=False, loss_on_source=True
+    starts = []
+
+    def keep_start(net, step):
+        if step == 0:
+            starts.append(copy.deepcopy(net.state_dict()))
+
+    _, target_only = checkpoints.train_dates_model(
+        "gpt", stop_after=1, progress=False, on_step=keep_start
     )
-    # the same initial model and batch, scored on more (and easier) positions
+    _, both = checkpoints.train_dates_model(
+        "gpt", stop_after=1, progress=False, loss_on_source=True, on_step=keep_start
+    )
+    # the same initial weights ...
+    for a, b in zip(starts[0].values(), starts[1].values(), strict=True):
+        assert torch.equal(a, b)
+    # ... the same inputs, and labels that add source positions to the target ones ...
+    recipe = dates.RECIPE
+    examples = dates.sample(recipe.train_examples, "train", seed=recipe.seed)
+    x_t, y_t = dates.encode_lm_examples(examples)
+    x_s, y_s = dates.encode_lm_examples(examples, loss_on_source=True)
+    scored = y_t != dates.PAD_ID
+    assert torch.equal(x_t, x_s) and torch.equal(y_s[scored], y_t[scored])
+    assert (y_s != dates.PAD_ID).sum() > scored.sum()
+    # ... and the same first batch: each first loss is the start model's on it
+    model = checkpoints.new_model("gpt")
+    model.load_state_dict(starts[0])
+    with torch.no_grad():
+        for x, y, history in ((x_t, y_t, target_only), (x_s, y_s, both)):
+            loss_fn = train.batch_loss_fn(x, y, recipe.batch_size, task="lm", seed=0)
+            assert math.isclose(loss_fn(model, 0).item(), history.losses[0], rel_tol=1e-5)
     assert both.losses[0] != target_only.losses[0]
 
 
