@@ -1,12 +1,13 @@
 """Tests for attention_book.checkpoints: the shipped dates models and the training behind them."""
 
+import dataclasses
 import json
 import math
 
 import pytest
 import torch
 
-from attention_book import checkpoints, gpt, reproducibility, train, transformer
+from attention_book import checkpoints, dates, gpt, reproducibility, train, transformer
 
 
 @pytest.fixture(autouse=True)
@@ -119,3 +120,23 @@ def test_retraining_from_scratch_reaches_the_shipped_exact_match(kind):
     model, _ = checkpoints.train_dates_model(kind, progress=False)
     em = checkpoints.exact_match(model, kind, checkpoints.held_out_examples())
     assert em >= 0.97 and abs(em - meta["exact_match"]) <= 0.02
+
+
+def test_only_a_training_field_of_the_recipe_invalidates_a_checkpoint(monkeypatch, tmp_path):
+    """The schedule length is train_dates_model's own argument, so RECIPE.steps may change;
+    a change in, say, the learning rate makes the saved weights stale: refused."""
+    torch.manual_seed(0)
+    model = checkpoints.new_model("encdec")
+    monkeypatch.setattr(checkpoints, "held_out_examples", lambda n=1000: [])
+    monkeypatch.setattr(checkpoints, "exact_match", lambda net, kind, examples: 0.5)
+    checkpoints.save_dates_checkpoint(
+        model, "encdec", train.History([1.0]), seed=0, directory=tmp_path
+    )
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
+    for field in checkpoints.UNUSED_RECIPE_FIELDS:
+        changed = dataclasses.replace(dates.RECIPE, **{field: 450})
+        monkeypatch.setattr(dates, "RECIPE", changed)
+        checkpoints.load_dates_checkpoint("encdec")  # still valid
+    monkeypatch.setattr(dates, "RECIPE", dataclasses.replace(dates.RECIPE, lr=1e-3))
+    with pytest.raises(ValueError, match="another recipe"):
+        checkpoints.load_dates_checkpoint("encdec")
