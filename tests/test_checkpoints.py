@@ -20,9 +20,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("kind", checkpoints.KINDS)
-def test_load_gives_the_trained_model_in_eval_mode_with_its_metadata(kind):
-    model, meta = checkpoints.load_dates_checkpoint(kind)
+@pytest.mark.parametrize(("kind", "steps"), checkpoints.SAVED_RUNS)
+def test_load_gives_the_trained_model_in_eval_mode_with_its_metadata(kind, steps):
+    model, meta = checkpoints.load_dates_checkpoint(kind, steps)
     expected = gpt.GPT if kind == "gpt" else transformer.Transformer
     assert isinstance(model, expected) and not model.training
     fresh = checkpoints.new_model(kind)
@@ -32,8 +32,8 @@ def test_load_gives_the_trained_model_in_eval_mode_with_its_metadata(kind):
         torch.equal(a, b)
         for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True)
     )
-    assert meta["kind"] == kind and meta["steps"] == 300 and meta["seed"] == 0
-    assert len(meta["losses"]) == 300 and all(math.isfinite(x) for x in meta["losses"])
+    assert meta["kind"] == kind and meta["steps"] == steps and meta["seed"] == 0
+    assert len(meta["losses"]) == steps and all(math.isfinite(x) for x in meta["losses"])
     assert meta["losses"][0] > 2.0 > 0.05 > meta["losses"][-1]
     assert meta["exact_match"] >= 0.97 and meta["torch_version"]
     if kind == "gpt":  # tied: one matrix for the embedding and the output layer
@@ -41,8 +41,8 @@ def test_load_gives_the_trained_model_in_eval_mode_with_its_metadata(kind):
 
 
 def test_the_shipped_metadata_is_small_json_beside_the_weights():
-    for kind in checkpoints.KINDS:
-        weights, meta_path = checkpoints.checkpoint_paths(kind)
+    for kind, steps in checkpoints.SAVED_RUNS:
+        weights, meta_path = checkpoints.checkpoint_paths(kind, steps)
         assert weights.suffix == ".safetensors" and weights.stat().st_size < 1_000_000
         assert json.loads(meta_path.read_text())["recipe"]["lr"] == 5e-3
 
@@ -64,6 +64,8 @@ def test_a_missing_checkpoint_names_the_script(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="make_checkpoints"):
         checkpoints.load_dates_checkpoint("gpt")
+    with pytest.raises(FileNotFoundError, match="saved runs"):
+        checkpoints.load_dates_checkpoint("gpt", 400)
 
 
 @pytest.mark.parametrize("kind", checkpoints.KINDS)
@@ -123,7 +125,7 @@ def test_save_and_load_round_trip(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoints, "exact_match", lambda net, kind, examples: 0.5)
     meta = checkpoints.save_dates_checkpoint(model, "encdec", history, seed=3, directory=tmp_path)
     monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
-    loaded, meta_back = checkpoints.load_dates_checkpoint("encdec")
+    loaded, meta_back = checkpoints.load_dates_checkpoint("encdec", 2)
     assert meta_back == meta and meta["steps"] == 2 and meta["exact_match"] == 0.5
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -137,13 +139,13 @@ def test_exact_match_rejects_no_examples():
         checkpoints.exact_match(model, "gpt", [])
 
 
-@pytest.mark.parametrize("kind", checkpoints.KINDS)
-def test_retraining_from_scratch_reaches_the_shipped_exact_match(kind):
-    """The full 300 steps (about 2 minutes for the GPT): the shipped weights are what this
-    code trains."""
-    _, meta = checkpoints.load_dates_checkpoint(kind)
+@pytest.mark.parametrize(("kind", "steps"), checkpoints.SAVED_RUNS)
+def test_retraining_from_scratch_reaches_the_shipped_exact_match(kind, steps):
+    """The full runs (about 2 minutes for the GPT): the shipped weights are what this code
+    trains."""
+    _, meta = checkpoints.load_dates_checkpoint(kind, steps)
     reproducibility.set_seed(0, threads=1)
-    model, _ = checkpoints.train_dates_model(kind, progress=False)
+    model, _ = checkpoints.train_dates_model(kind, steps, progress=False)
     em = checkpoints.exact_match(model, kind, checkpoints.held_out_examples())
     assert em >= 0.97 and abs(em - meta["exact_match"]) <= 0.02
 
@@ -162,7 +164,7 @@ def test_only_a_training_field_of_the_recipe_invalidates_a_checkpoint(monkeypatc
     for field in checkpoints.UNUSED_RECIPE_FIELDS:
         changed = dataclasses.replace(dates.RECIPE, **{field: 450})
         monkeypatch.setattr(dates, "RECIPE", changed)
-        checkpoints.load_dates_checkpoint("encdec")  # still valid
+        checkpoints.load_dates_checkpoint("encdec", 1)  # still valid
     monkeypatch.setattr(dates, "RECIPE", dataclasses.replace(dates.RECIPE, lr=1e-3))
     with pytest.raises(ValueError, match="another recipe"):
-        checkpoints.load_dates_checkpoint("encdec")
+        checkpoints.load_dates_checkpoint("encdec", 1)

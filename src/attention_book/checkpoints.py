@@ -1,8 +1,8 @@
 """Trained dates models: the training that makes them, and the weights it saved.
 
-Chapter 11 trains its encoder-decoder for 300 steps of its recipe, and chapter 12 compares a
-GPT with it after the same 300 steps: minutes of training at one thread. Each chapter trains
-the first steps live and loads the full run with :func:`load_dates_checkpoint`:
+Chapter 11 trains its encoder-decoder for 400 steps of its recipe, and chapter 12 compares a
+GPT with an encoder-decoder after 300 steps each: minutes of training at one thread. Each
+chapter trains the first steps live and loads the full run with :func:`load_dates_checkpoint`:
 weights that ``scripts/make_checkpoints.py`` wrote by calling the same function, together
 with every step's training loss, so the chapter can check that its live steps are the saved
 run's first steps. ``tests/test_checkpoints.py`` retrains both and checks the shipped files.
@@ -23,6 +23,9 @@ from torch import nn
 from attention_book import dates, decoding, generation, gpt, train, transformer, validation
 
 KINDS = ("gpt", "encdec")
+#: The saved runs, as (kind, steps): chapter 12's two 300-step models and chapter 11's
+#: encoder-decoder over its whole schedule (``dates.RECIPE.notebook_steps``, 400).
+SAVED_RUNS = (("gpt", 300), ("encdec", 300), ("encdec", dates.RECIPE.notebook_steps))
 #: Where the weights and their metadata live (package data).
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 #: The held-out dates that exact match is measured on: the first 1,000 of chapter 11's 2,000.
@@ -150,9 +153,10 @@ def exact_match(model: nn.Module, kind: str, examples: list[dates.DateExample]) 
         return decoding.exact_match_ids(predicted, labels, dates.EOS_ID)
 
 
-def checkpoint_paths(kind: str) -> tuple[Path, Path]:
-    """The weights (``.safetensors``) and metadata (``.json``) files of ``kind``."""
-    stem = CHECKPOINT_DIR / f"dates_{_check_kind(kind)}"
+def checkpoint_paths(kind: str, steps: int = 300) -> tuple[Path, Path]:
+    """The weights (``.safetensors``) and metadata (``.json``) files of a ``steps``-step run."""
+    steps = validation.check_positive_int("steps", steps)
+    stem = CHECKPOINT_DIR / f"dates_{_check_kind(kind)}_{steps}"
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
 
@@ -166,7 +170,7 @@ def save_dates_checkpoint(
     kind = _check_kind(kind)
     if not history.losses:
         raise ValueError("the history holds no step: train the model first")
-    weights, meta_path = checkpoint_paths(kind)
+    weights, meta_path = checkpoint_paths(kind, len(history.losses))
     if directory is not None:
         weights, meta_path = (Path(directory) / p.name for p in (weights, meta_path))
     metadata = {
@@ -193,11 +197,12 @@ def _training_fields(recipe: object) -> dict[str, Any] | None:
     return {k: v for k, v in recipe.items() if k not in UNUSED_RECIPE_FIELDS}
 
 
-def load_dates_checkpoint(kind: str) -> tuple[nn.Module, dict[str, Any]]:
+def load_dates_checkpoint(kind: str, steps: int = 300) -> tuple[nn.Module, dict[str, Any]]:
     """The model ``scripts/make_checkpoints.py`` trained, in eval mode, and its metadata.
 
     Args:
-        kind: ``"gpt"`` (300 steps, loss on the target only) or ``"encdec"`` (300 steps).
+        kind: ``"gpt"`` (loss on the target only) or ``"encdec"``.
+        steps: the length of the run; :data:`SAVED_RUNS` lists those saved.
 
     Returns:
         ``(model, metadata)``; metadata holds ``steps``, ``seed``, ``recipe``, ``losses``
@@ -206,10 +211,11 @@ def load_dates_checkpoint(kind: str) -> tuple[nn.Module, dict[str, Any]]:
     from safetensors.torch import load_model
 
     kind = _check_kind(kind)
-    weights, meta_path = checkpoint_paths(kind)
+    weights, meta_path = checkpoint_paths(kind, steps)
     if not weights.exists() or not meta_path.exists():
         raise FileNotFoundError(
-            f"no checkpoint for kind={kind!r} at {weights.name}: run scripts/make_checkpoints.py"
+            f"no checkpoint for kind={kind!r}, steps={steps} at {weights.name} (saved runs: "
+            f"{SAVED_RUNS}): run scripts/make_checkpoints.py"
         )
     metadata = json.loads(meta_path.read_text())
     if _training_fields(metadata.get("recipe")) != _training_fields(

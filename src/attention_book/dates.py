@@ -441,7 +441,7 @@ class Recipe:
     train_examples: int = 50_000
     batch_size: int = 128
     steps: int = 500
-    notebook_steps: int = 300
+    notebook_steps: int = 400
     lr: float = 5e-3
     warmup_steps: int = 60
     weight_decay: float = 0.01
