@@ -44,7 +44,9 @@ def test_the_shipped_metadata_is_small_json_beside_the_weights():
     for kind, steps in checkpoints.SAVED_RUNS:
         weights, meta_path = checkpoints.checkpoint_paths(kind, steps)
         assert weights.suffix == ".safetensors" and weights.stat().st_size < 1_000_000
-        assert json.loads(meta_path.read_text())["recipe"]["lr"] == 5e-3
+        recipe = json.loads(meta_path.read_text())["recipe"]
+        assert recipe["lr"] == 5e-3  # the training fields only, not the schedule lengths
+        assert not set(checkpoints.UNUSED_RECIPE_FIELDS) & set(recipe)
 
 
 def test_unknown_kind_and_bad_arguments_raise_clear_errors():

@@ -177,7 +177,7 @@ def save_dates_checkpoint(
         "kind": kind,
         "steps": len(history.losses),
         "seed": seed,
-        "recipe": dataclasses.asdict(dates.RECIPE),
+        "recipe": _training_fields(dataclasses.asdict(dates.RECIPE)),  # what shaped the run
         "losses": [round(x, 6) for x in history.losses],
         "exact_match": exact_match(model, kind, held_out_examples()),
         "exact_match_on": f"the first {TEST_EXAMPLES} of dates.sample(2000, 'test', "
