@@ -1,6 +1,6 @@
 """Train the saved dates models (``checkpoints.SAVED_RUNS``) and save them as package data.
 
-Each gets chapter 11's recipe at seed 0 (``checkpoints.train_dates_model``, the function the
+Each gets chapter 11's recipe at its seed, 0 (``checkpoints.train_dates_model``, the function the
 chapters call for their live steps): chapter 12's GPT (loss on the target only) and
 encoder-decoder for 300 steps, chapter 11's encoder-decoder for 400. Writes
 ``src/attention_book/checkpoints/dates_{kind}_{steps}.safetensors`` and a JSON file beside each
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from attention_book import checkpoints, reproducibility
+from attention_book import checkpoints, dates, reproducibility
 
-SEED = 0
+SEED = dates.RECIPE.seed  # the recipe's seed, 0
 
 
 def main(argv: list[str] | None = None) -> int:
