@@ -119,14 +119,24 @@ def test_the_source_loss_changes_only_the_labels():
     assert both.losses[0] != target_only.losses[0]
 
 
-def test_save_and_load_round_trip(monkeypatch, tmp_path):
-    torch.manual_seed(0)
-    model = checkpoints.new_model("encdec")
-    history = train.History(losses=[2.5, 2.0])
+@pytest.fixture
+def save_to_tmp(monkeypatch, tmp_path):
+    """save_dates_checkpoint writing to, and load_dates_checkpoint reading from, tmp_path, with
+    exact match stubbed at 0.5 (no held-out decoding)."""
     monkeypatch.setattr(checkpoints, "held_out_examples", lambda n=1000: [])
     monkeypatch.setattr(checkpoints, "exact_match", lambda net, kind, examples: 0.5)
-    meta = checkpoints.save_dates_checkpoint(model, "encdec", history, seed=3, directory=tmp_path)
     monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
+
+    def save(model, history, seed=0):
+        return checkpoints.save_dates_checkpoint(model, "encdec", history, seed=seed)
+
+    return save
+
+
+def test_save_and_load_round_trip(save_to_tmp):
+    torch.manual_seed(0)
+    model = checkpoints.new_model("encdec")
+    meta = save_to_tmp(model, train.History(losses=[2.5, 2.0]), seed=3)
     loaded, meta_back = checkpoints.load_dates_checkpoint("encdec", 2)
     assert meta_back == meta and meta["steps"] == 2 and meta["exact_match"] == 0.5
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
@@ -152,17 +162,11 @@ def test_retraining_from_scratch_reaches_the_shipped_exact_match(kind, steps):
     assert em >= 0.97 and abs(em - meta["exact_match"]) <= 0.02
 
 
-def test_only_a_training_field_of_the_recipe_invalidates_a_checkpoint(monkeypatch, tmp_path):
+def test_only_a_training_field_of_the_recipe_invalidates_a_checkpoint(monkeypatch, save_to_tmp):
     """The schedule length is train_dates_model's own argument, so RECIPE.steps may change;
     a change in, say, the learning rate makes the saved weights stale: refused."""
     torch.manual_seed(0)
-    model = checkpoints.new_model("encdec")
-    monkeypatch.setattr(checkpoints, "held_out_examples", lambda n=1000: [])
-    monkeypatch.setattr(checkpoints, "exact_match", lambda net, kind, examples: 0.5)
-    checkpoints.save_dates_checkpoint(
-        model, "encdec", train.History([1.0]), seed=0, directory=tmp_path
-    )
-    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIR", tmp_path)
+    save_to_tmp(checkpoints.new_model("encdec"), train.History([1.0]))
     for field in checkpoints.UNUSED_RECIPE_FIELDS:
         changed = dataclasses.replace(dates.RECIPE, **{field: 450})
         monkeypatch.setattr(dates, "RECIPE", changed)
@@ -170,3 +174,25 @@ def test_only_a_training_field_of_the_recipe_invalidates_a_checkpoint(monkeypatc
     monkeypatch.setattr(dates, "RECIPE", dataclasses.replace(dates.RECIPE, lr=1e-3))
     with pytest.raises(ValueError, match="another recipe"):
         checkpoints.load_dates_checkpoint("encdec", 1)
+
+
+def test_live_loss_gap_compares_the_first_steps_with_the_saved_run():
+    meta = {"losses": [2.5, 2.0, 1.5]}
+    assert checkpoints.live_loss_gap(train.History([2.5, 2.1]), meta) == pytest.approx(0.1)
+    assert checkpoints.live_loss_gap(train.History([2.5, 2.0, 1.5]), meta) == 0.0
+    with pytest.raises(ValueError, match="4 steps"):
+        checkpoints.live_loss_gap(train.History([2.5] * 4), meta)
+    with pytest.raises(ValueError, match="0 steps"):
+        checkpoints.live_loss_gap(train.History(), meta)
+    with pytest.raises(TypeError, match="History"):
+        checkpoints.live_loss_gap([2.5], meta)
+    with pytest.raises(TypeError, match="losses"):
+        checkpoints.live_loss_gap(train.History([2.5]), {"steps": 3})
+
+
+def test_the_first_live_steps_of_a_saved_run_match_it():
+    """Five live steps of chapter 11's recipe are the saved run's first five."""
+    reproducibility.set_seed(0, threads=1)
+    _, history = checkpoints.train_dates_model("encdec", 400, stop_after=5, progress=False)
+    _, meta = checkpoints.load_dates_checkpoint("encdec", 400)
+    assert checkpoints.live_loss_gap(history, meta) < 0.01

@@ -228,3 +228,23 @@ def load_dates_checkpoint(kind: str, steps: int = 300) -> tuple[nn.Module, dict[
     model = new_model(kind)
     load_model(model, str(weights))  # strict: every tensor must match in name and shape
     return model.eval(), metadata
+
+
+def live_loss_gap(live: train.History, metadata: dict[str, Any]) -> float:
+    """The largest difference between the losses of a run's first steps, trained live, and the
+    same steps of the saved run that ``metadata`` (from :func:`load_dates_checkpoint`) describes.
+
+    Chapters 11 and 12 train a few steps themselves, then load the full run: a small gap says
+    their steps are the saved run's first steps (the same data, seed and recipe).
+    """
+    if not isinstance(live, train.History):
+        raise TypeError(f"live must be a train.History, got {type(live).__name__}")
+    saved = metadata.get("losses") if isinstance(metadata, dict) else None
+    if not isinstance(saved, list):
+        raise TypeError("metadata must be the dict load_dates_checkpoint returns, with 'losses'")
+    if not live.losses or len(live.losses) > len(saved):
+        raise ValueError(
+            f"live holds {len(live.losses)} steps; compare 1 to {len(saved)}, the saved run's steps"
+        )
+    first = saved[: len(live.losses)]  # the same steps of the saved run
+    return max(abs(a - b) for a, b in zip(live.losses, first, strict=True))
